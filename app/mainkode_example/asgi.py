@@ -1,0 +1,28 @@
+"""ASGI entry point: `gunicorn mainkode_example.asgi:application -k uvicorn_worker.UvicornWorker`.
+
+HTTP goes to Django (urls -> views); WebSocket goes through the Origin policy and the
+session/auth middleware to the Channels routing (routing -> consumers).
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mainkode_example.settings")
+
+# Django must be set up (settings loaded, apps ready) before anything imports models,
+# which the WebSocket routing below does.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from mainkode_example.routing import websocket_urlpatterns  # noqa: E402
+from mainkode_example.ws_origin import BrowserOriginValidator  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": BrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)

@@ -1,0 +1,92 @@
+"""Read and validate environment variables.
+
+django-environ does the parsing; this module only makes every failure say *which*
+variable is wrong and *what* it expects, so a misconfigured container exits at start
+with a message an operator can act on (django-environ's own errors name the variable
+when it is missing, but not when it cannot be parsed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+T = TypeVar("T")
+
+_env = environ.Env()
+_NO_DEFAULT: Any = environ.Env.NOTSET
+
+
+def _read(name: str, parse: Callable[..., T], expects: str, default: Any) -> T:
+    try:
+        return parse(name, default=default)
+    except ImproperlyConfigured:
+        raise ImproperlyConfigured(f"Environment variable {name} is required ({expects}).") from None
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"Environment variable {name} is invalid: expected {expects} ({exc}).") from None
+
+
+def string(name: str, default: Any = _NO_DEFAULT, *, min_length: int = 0) -> str:
+    value = _read(name, _env.str, "a string", default)
+    if len(value) < min_length:
+        raise ImproperlyConfigured(f"Environment variable {name} is invalid: expected at least {min_length} characters.")
+    return value
+
+
+def boolean(name: str, default: Any = _NO_DEFAULT) -> bool:
+    raw = _read(name, _env.str, "true or false", default)
+    if isinstance(raw, bool):
+        return raw
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"Environment variable {name} is invalid: expected true or false, got {raw!r}.")
+
+
+def integer(name: str, default: Any = _NO_DEFAULT, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    value = _read(name, _env.int, "an integer", default)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ImproperlyConfigured(f"Environment variable {name} is invalid: expected an integer {bounds}, got {value}.")
+    return value
+
+
+def number(name: str, default: Any = _NO_DEFAULT, *, minimum: float = 0.0) -> float:
+    value = _read(name, _env.float, "a number", default)
+    if value < minimum:
+        raise ImproperlyConfigured(f"Environment variable {name} is invalid: expected a number >= {minimum}, got {value}.")
+    return value
+
+
+def strings(name: str, default: Any = _NO_DEFAULT) -> list[str]:
+    values = [item.strip() for item in _read(name, _env.list, "a comma-separated list", default) if item.strip()]
+    if not values and default is _NO_DEFAULT:
+        raise ImproperlyConfigured(f"Environment variable {name} is invalid: expected a non-empty comma-separated list.")
+    return values
+
+
+def choice(name: str, options: tuple[str, ...], default: Any = _NO_DEFAULT) -> str:
+    value = string(name, default)
+    if value not in options:
+        raise ImproperlyConfigured(f"Environment variable {name} is invalid: expected one of {', '.join(options)}, got {value!r}.")
+    return value
+
+
+PLACEHOLDER_MARK = "change-me"
+
+
+def secret(name: str, *, allow_placeholder: bool, min_length: int = 1) -> str:
+    """A secret: required, and refused when it still holds the `.env.example` placeholder
+    (unless the caller runs in the explicit local mode)."""
+    value = string(name, min_length=min_length)
+    if PLACEHOLDER_MARK in value and not allow_placeholder:
+        raise ImproperlyConfigured(
+            f"Environment variable {name} still holds the placeholder from .env.example; "
+            f"set a real secret, or DJANGO_ENV=local for a local try."
+        )
+    return value

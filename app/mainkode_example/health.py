@@ -1,0 +1,102 @@
+"""Health endpoints for Docker and load balancers.
+
+- `/healthz` (liveness): answered by a middleware placed first, so it touches no database,
+  no Redis and no ALLOWED_HOSTS check (a probe from inside the container uses whatever
+  Host it likes).
+- `/readyz` (readiness): Postgres answers, Redis answers, no unapplied migrations. 200 or
+  503 with the failing dependency named. Also answered before the Host check, for the same
+  reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as redis
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+logger = logging.getLogger(__name__)
+
+LIVENESS_PATH = "/healthz"
+READINESS_PATH = "/readyz"
+# Seconds each dependency gets to answer a readiness probe.
+CHECK_TIMEOUT = 3.0
+
+_migrations_known_applied = False
+
+
+def _check_postgres() -> None:
+    """One round trip, then the migration plan (cached once empty: applied migrations do
+    not un-apply themselves while the process runs)."""
+    global _migrations_known_applied
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        if not _migrations_known_applied:
+            executor = MigrationExecutor(connection)
+            plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+            if plan:
+                raise RuntimeError(f"{len(plan)} unapplied migration(s)")
+            _migrations_known_applied = True
+    finally:
+        # Hand the connection back to the pool now; this runs outside a request cycle.
+        connection.close()
+
+
+async def _check_redis() -> None:
+    host = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
+    client = redis.Redis.from_url(
+        host["address"], password=host.get("password"), socket_connect_timeout=CHECK_TIMEOUT
+    )
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+async def readiness() -> tuple[bool, dict[str, str]]:
+    checks: dict[str, Callable[[], Awaitable[None]]] = {
+        "postgres": sync_to_async(_check_postgres, thread_sensitive=False),
+        "redis": _check_redis,
+    }
+    results: dict[str, str] = {}
+
+    async def run(name: str, check: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await asyncio.wait_for(check(), CHECK_TIMEOUT)
+            results[name] = "ok"
+        except Exception as exc:  # any failure is "not ready", with the reason
+            reason = "timeout" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}".strip()
+            logger.warning("readiness check %s failed: %s", name, reason)
+            results[name] = f"error: {reason}"[:300]
+
+    await asyncio.gather(*(run(name, check) for name, check in checks.items()))
+    return all(value == "ok" for value in results.values()), dict(sorted(results.items()))
+
+
+class LivenessMiddleware:
+    """Answers the two probe paths before any other middleware runs."""
+
+    async_capable = True
+    sync_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(self.get_response):
+            markcoroutinefunction(self)
+
+    async def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == LIVENESS_PATH:
+            return JsonResponse({"status": "ok"})
+        if request.path == READINESS_PATH:
+            ready, checks = await readiness()
+            return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+        response: HttpResponse = await self.get_response(request)
+        return response

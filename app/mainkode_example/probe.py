@@ -1,0 +1,27 @@
+"""`python -m mainkode_example.probe /readyz`: the container healthcheck's HTTP client.
+
+The slim image has no curl; this asks the local server for a path and exits 0 on a 2xx,
+1 otherwise (printing why), using only the standard library and no Django import.
+"""
+
+import os
+import sys
+import urllib.error
+import urllib.request
+
+
+def main() -> int:
+    path = sys.argv[1] if len(sys.argv) > 1 else "/healthz"
+    url = f"http://127.0.0.1:{os.environ.get('APP_PORT', '8000')}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=4) as response:  # noqa: S310 (fixed local URL)
+            return 0 if 200 <= response.status < 300 else 1
+    except urllib.error.HTTPError as error:
+        print(f"{url}: HTTP {error.code} {error.read(500).decode(errors='replace')}")
+    except OSError as error:
+        print(f"{url}: {error}")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

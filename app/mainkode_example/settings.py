@@ -1,0 +1,167 @@
+"""The one settings module: every value that differs between deployments comes from the
+environment (see `.env.example`, which documents each variable) and is validated here, so
+a bad value stops the process at start with the variable's name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from mainkode_example import env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# --- Mode --------------------------------------------------------------------------------
+# "local" is the explicit opt-in that accepts `.env.example`'s placeholder secrets and
+# DEBUG; "production" (the default) refuses both.
+DJANGO_ENV = env.choice("DJANGO_ENV", ("production", "local"), default="production")
+LOCAL_MODE = DJANGO_ENV == "local"
+
+SECRET_KEY = env.secret("DJANGO_SECRET_KEY", allow_placeholder=LOCAL_MODE, min_length=32)
+DEBUG = env.boolean("DJANGO_DEBUG", default=False)
+if DEBUG and not LOCAL_MODE:
+    raise ImproperlyConfigured("Environment variable DJANGO_DEBUG is invalid: DEBUG is only allowed with DJANGO_ENV=local.")
+
+ALLOWED_HOSTS = env.strings("DJANGO_ALLOWED_HOSTS")
+CSRF_TRUSTED_ORIGINS = env.strings("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Applications ----------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "chat",
+]
+
+MIDDLEWARE = [
+    # First: liveness answers before anything can touch a database or check the Host.
+    "mainkode_example.health.LivenessMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mainkode_example.urls"
+ASGI_APPLICATION = "mainkode_example.asgi.application"
+WSGI_APPLICATION = "mainkode_example.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Postgres ----------------------------------------------------------------------------
+# Under ASGI, persistent connections leak (Django ticket #33497): CONN_MAX_AGE stays 0 and
+# Django's psycopg pool (per worker process, opened lazily on first use, so never before
+# Gunicorn forks) keeps connections instead. Bound per replica: workers x DB_POOL_MAX_SIZE.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": env.string("POSTGRES_HOST"),
+        "PORT": env.integer("POSTGRES_PORT", default=5432, minimum=1, maximum=65535),
+        "NAME": env.string("POSTGRES_DB"),
+        "USER": env.string("POSTGRES_USER"),
+        "PASSWORD": env.secret("POSTGRES_PASSWORD", allow_placeholder=LOCAL_MODE),
+        "CONN_MAX_AGE": 0,
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {
+            "pool": {
+                "min_size": env.integer("DB_POOL_MIN_SIZE", default=1, minimum=0),
+                "max_size": env.integer("DB_POOL_MAX_SIZE", default=4, minimum=1),
+                # Seconds a request waits for a free connection before failing: fail
+                # fast rather than hang when Postgres is down or the pool is exhausted.
+                "timeout": env.number("DB_POOL_TIMEOUT", default=5.0, minimum=0.1),
+            },
+            # Seconds to wait for a new connection to Postgres itself.
+            "connect_timeout": env.integer("POSTGRES_CONNECT_TIMEOUT", default=3, minimum=1),
+        },
+    }
+}
+if DATABASES["default"]["OPTIONS"]["pool"]["min_size"] > DATABASES["default"]["OPTIONS"]["pool"]["max_size"]:
+    raise ImproperlyConfigured("Environment variable DB_POOL_MIN_SIZE is invalid: it must not exceed DB_POOL_MAX_SIZE.")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis channel layer -------------------------------------------------------------------
+# The channel layer is what carries a group message from the worker process (or replica)
+# that received it to every process holding a member of the group.
+REDIS_URL = env.string("REDIS_URL")
+if not REDIS_URL.startswith(("redis://", "rediss://")):
+    raise ImproperlyConfigured("Environment variable REDIS_URL is invalid: expected redis://HOST:PORT/DB or rediss://...")
+REDIS_PASSWORD = env.string("REDIS_PASSWORD", default="")
+_redis_host: dict[str, object] = {"address": REDIS_URL}
+if REDIS_PASSWORD:
+    _redis_host["password"] = env.secret("REDIS_PASSWORD", allow_placeholder=LOCAL_MODE)
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [_redis_host],
+            # Messages a single channel may queue before group_send drops (silently) for it.
+            "capacity": env.integer("CHANNEL_LAYER_CAPACITY", default=1000, minimum=1),
+            # Seconds an undelivered message lives in Redis.
+            "expiry": env.integer("CHANNEL_LAYER_EXPIRY", default=60, minimum=1),
+        },
+    }
+}
+
+# --- HTTP, static, i18n ----------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Hashed file names let nginx serve static files with a year-long cache.
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+}
+
+REST_FRAMEWORK = {
+    # Spaces after ':' and ',' so /api/hello/ answers byte for byte what the seed shows.
+    "COMPACT_JSON": False,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "mainkode_example API",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Chat ------------------------------------------------------------------------------------
+# Longest chat message (characters). The largest WebSocket frame is the server's business:
+# WS_MAX_MESSAGE_BYTES in gunicorn.conf.py.
+CHAT_MESSAGE_MAX_LENGTH = 4000
+
+# --- Logging ---------------------------------------------------------------------------------
+LOG_LEVEL = env.choice("DJANGO_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+}

@@ -1,0 +1,134 @@
+"""Gunicorn configuration: every server knob of the app container, each with its reason.
+
+Gunicorn reads this file from its working directory (the image's /app), so the seed's
+command `gunicorn mainkode_example.asgi:application -w 4 -k uvicorn_worker.UvicornWorker
+--bind 0.0.0.0:8000` picks it up too; its flags override the values here.
+
+Values an operator tunes come from the environment (documented in `.env.example`); a bad
+value stops Gunicorn at start, naming the variable. This file is self-contained (it does
+not import the Django project) because Gunicorn loads it before any application code.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from uvicorn_worker import UvicornWorker
+
+
+def _env_int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"Environment variable {name} is invalid: expected an integer, got {raw!r}.") from None
+    if value < minimum:
+        raise SystemExit(f"Environment variable {name} is invalid: expected an integer >= {minimum}, got {value}.")
+    return value
+
+
+def available_cpus() -> int:
+    """CPUs this container may use: the CPU affinity mask, capped by a cgroup v2 quota
+    (`docker run --cpus`, compose `cpus:`), which os.cpu_count() ignores."""
+    count = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
+
+
+# --- Socket --------------------------------------------------------------------------------
+# Port inside the container; nginx's upstream points here. Not published on the host.
+APP_PORT = _env_int("APP_PORT", 8000, minimum=1)
+bind = [f"0.0.0.0:{APP_PORT}"]
+
+# --- Workers -------------------------------------------------------------------------------
+# One async worker per CPU: each UvicornWorker runs an event loop that serves many requests
+# and sockets at once; more processes than cores only add context switches and memory
+# (and Postgres connections: workers x DB_POOL_MAX_SIZE). Scale further with replicas.
+workers = _env_int("GUNICORN_WORKERS", available_cpus(), minimum=1)
+
+# Seconds a worker may go without a heartbeat before the arbiter kills it. For async
+# workers this is NOT a request timeout: a slow request is fine, a blocked event loop
+# (CPU-bound code in an async path) is what gets the worker killed and replaced.
+timeout = _env_int("GUNICORN_TIMEOUT", 30, minimum=1)
+
+# Seconds between SIGTERM and the arbiter's SIGKILL of workers that have not exited.
+graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=2)
+
+# Seconds an idle keep-alive connection stays open. Must be LONGER than nginx's upstream
+# `keepalive_timeout` (nginx/templates: 60s), or nginx reuses a connection the worker is
+# closing and the request gets a 502.
+keepalive = _env_int("GUNICORN_KEEPALIVE", 75, minimum=1)
+
+# Recycle a worker after this many HTTP requests (+ random jitter so workers do not all
+# restart together), bounding slow memory growth. Sockets a recycled worker holds are
+# closed with 1012 and clients reconnect; a worker that only serves WebSockets never
+# reaches the count. 0 disables.
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 20000)
+max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 2000)
+
+# The heartbeat file is touched constantly; on an overlay or disk-backed /tmp that write
+# can block and get healthy workers killed. /dev/shm is memory.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+# Load the app in each worker after the fork (the default, stated because it matters):
+# nothing may open the Postgres pool or a Redis connection before forking, or children
+# share sockets and corrupt the protocol (Django ticket #36957).
+preload_app = False
+
+# --- Proxy ---------------------------------------------------------------------------------
+# Addresses whose X-Forwarded-For/-Proto are believed (uvicorn rewrites the client address
+# and scheme from them). Only nginx reaches the app, over compose's private networks,
+# so compose sets this to those ranges; never "*" (any client could spoof its address).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# --- Logging -------------------------------------------------------------------------------
+# Both to stdout/stderr: the container runtime collects them.
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+
+# --- Control socket ------------------------------------------------------------------------
+# Gunicorn 27's runtime control socket lives under $HOME; the container's root filesystem
+# is read-only and nothing here uses `gunicornc`, so it is off.
+control_socket_disable = True
+
+proc_name = "mainkode_example"
+
+
+# --- The worker ------------------------------------------------------------------------------
+# Largest WebSocket message accepted (bytes); a larger one closes the socket with 1009.
+WS_MAX_MESSAGE_BYTES = _env_int("WS_MAX_MESSAGE_BYTES", 65536, minimum=1024)
+# Seconds between WebSocket pings: keeps idle sockets alive through nginx's
+# proxy_read_timeout for /ws/ (nginx/templates) and detects dead peers.
+WS_PING_INTERVAL = _env_int("WS_PING_INTERVAL", 20, minimum=1)
+
+
+class DjangoUvicornWorker(UvicornWorker):
+    """uvicorn-worker's UvicornWorker with the uvicorn options Gunicorn has no flag for."""
+
+    CONFIG_KWARGS: dict[str, Any] = {
+        "loop": "uvloop",  # libuv event loop: faster than asyncio's default
+        "http": "httptools",  # C HTTP/1.1 parser: faster than h11
+        "ws": "websockets-sansio",  # the websockets library's maintained (sans-I/O) API
+        "lifespan": "off",  # Django implements no ASGI lifespan; "auto" only logs noise
+        "ws_max_size": WS_MAX_MESSAGE_BYTES,
+        "ws_ping_interval": WS_PING_INTERVAL,
+        "ws_ping_timeout": WS_PING_INTERVAL,
+        # Gunicorn's graceful_timeout is not passed on to uvicorn: finish in-flight requests
+        # and close sockets (1012) a few seconds BEFORE the arbiter's SIGKILL.
+        "timeout_graceful_shutdown": max(1, graceful_timeout - 5),
+        "proxy_headers": True,
+    }
+
+
+worker_class = DjangoUvicornWorker
