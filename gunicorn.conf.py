@@ -78,7 +78,7 @@ max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 2000)
 
 # The heartbeat file is touched constantly; on an overlay or disk-backed /tmp that write
 # can block and get healthy workers killed. /dev/shm is memory.
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 (heartbeat files, not data)
 
 # Load the app in each worker after the fork (the default, stated because it matters):
 # nothing may open the Postgres pool or a Redis connection before forking, or children

@@ -30,9 +30,11 @@ def _read(name: str, parse: Callable[..., T], expects: str, default: Any) -> T:
 
 
 def string(name: str, default: Any = _NO_DEFAULT, *, min_length: int = 0) -> str:
-    value = _read(name, _env.str, "a string", default)
+    value = str(_read(name, _env.str, "a string", default))
     if len(value) < min_length:
-        raise ImproperlyConfigured(f"Environment variable {name} is invalid: expected at least {min_length} characters.")
+        raise ImproperlyConfigured(
+            f"Environment variable {name} is invalid: expected at least {min_length} characters."
+        )
     return value
 
 
@@ -49,41 +51,55 @@ def boolean(name: str, default: Any = _NO_DEFAULT) -> bool:
 
 
 def integer(name: str, default: Any = _NO_DEFAULT, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    value = _read(name, _env.int, "an integer", default)
+    value = int(_read(name, _env.int, "an integer", default))
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise ImproperlyConfigured(f"Environment variable {name} is invalid: expected an integer {bounds}, got {value}.")
+        raise ImproperlyConfigured(
+            f"Environment variable {name} is invalid: expected an integer {bounds}, got {value}."
+        )
     return value
 
 
 def number(name: str, default: Any = _NO_DEFAULT, *, minimum: float = 0.0) -> float:
-    value = _read(name, _env.float, "a number", default)
+    value = float(_read(name, _env.float, "a number", default))
     if value < minimum:
-        raise ImproperlyConfigured(f"Environment variable {name} is invalid: expected a number >= {minimum}, got {value}.")
+        raise ImproperlyConfigured(
+            f"Environment variable {name} is invalid: expected a number >= {minimum}, got {value}."
+        )
     return value
 
 
 def strings(name: str, default: Any = _NO_DEFAULT) -> list[str]:
     values = [item.strip() for item in _read(name, _env.list, "a comma-separated list", default) if item.strip()]
     if not values and default is _NO_DEFAULT:
-        raise ImproperlyConfigured(f"Environment variable {name} is invalid: expected a non-empty comma-separated list.")
+        raise ImproperlyConfigured(
+            f"Environment variable {name} is invalid: expected a non-empty comma-separated list."
+        )
     return values
 
 
 def choice(name: str, options: tuple[str, ...], default: Any = _NO_DEFAULT) -> str:
     value = string(name, default)
     if value not in options:
-        raise ImproperlyConfigured(f"Environment variable {name} is invalid: expected one of {', '.join(options)}, got {value!r}.")
+        raise ImproperlyConfigured(
+            f"Environment variable {name} is invalid: expected one of {', '.join(options)}, got {value!r}."
+        )
     return value
 
 
 PLACEHOLDER_MARK = "change-me"
 
 
-def secret(name: str, *, allow_placeholder: bool, min_length: int = 1) -> str:
-    """A secret: required, and refused when it still holds the `.env.example` placeholder
-    (unless the caller runs in the explicit local mode)."""
-    value = string(name, min_length=min_length)
+def secret(name: str, *, allow_placeholder: bool, min_length: int = 1, required: bool = True) -> str:
+    """A secret, refused when it still holds the `.env.example` placeholder (unless the
+    caller runs in the explicit local mode). Not `required`: empty means none."""
+    value = string(name) if required else string(name, default="")
+    if not value and not required:
+        return ""
+    if len(value) < min_length:
+        raise ImproperlyConfigured(
+            f"Environment variable {name} is invalid: expected at least {min_length} characters."
+        )
     if PLACEHOLDER_MARK in value and not allow_placeholder:
         raise ImproperlyConfigured(
             f"Environment variable {name} still holds the placeholder from .env.example; "

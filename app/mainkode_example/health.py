@@ -51,9 +51,9 @@ def _check_postgres() -> None:
 
 
 async def _check_redis() -> None:
-    host = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
+    # The same server and credentials the channel layer uses (settings.CHANNEL_LAYERS).
     client = redis.Redis.from_url(
-        host["address"], password=host.get("password"), socket_connect_timeout=CHECK_TIMEOUT
+        settings.REDIS_URL, password=settings.REDIS_PASSWORD or None, socket_connect_timeout=CHECK_TIMEOUT
     )
     try:
         await client.ping()
@@ -97,6 +97,8 @@ class LivenessMiddleware:
             return JsonResponse({"status": "ok"})
         if request.path == READINESS_PATH:
             ready, checks = await readiness()
-            return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+            return JsonResponse(
+                {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+            )
         response: HttpResponse = await self.get_response(request)
         return response

@@ -14,12 +14,12 @@ def main() -> int:
     path = sys.argv[1] if len(sys.argv) > 1 else "/healthz"
     url = f"http://127.0.0.1:{os.environ.get('APP_PORT', '8000')}{path}"
     try:
-        with urllib.request.urlopen(url, timeout=4) as response:  # noqa: S310 (fixed local URL)
+        with urllib.request.urlopen(url, timeout=4) as response:
             return 0 if 200 <= response.status < 300 else 1
     except urllib.error.HTTPError as error:
-        print(f"{url}: HTTP {error.code} {error.read(500).decode(errors='replace')}")
+        sys.stderr.write(f"{url}: HTTP {error.code} {error.read(500).decode(errors='replace')}\n")
     except OSError as error:
-        print(f"{url}: {error}")
+        sys.stderr.write(f"{url}: {error}\n")
     return 1
 
 

@@ -4,6 +4,7 @@ a bad value stops the process at start with the variable's name."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -21,9 +22,17 @@ LOCAL_MODE = DJANGO_ENV == "local"
 SECRET_KEY = env.secret("DJANGO_SECRET_KEY", allow_placeholder=LOCAL_MODE, min_length=32)
 DEBUG = env.boolean("DJANGO_DEBUG", default=False)
 if DEBUG and not LOCAL_MODE:
-    raise ImproperlyConfigured("Environment variable DJANGO_DEBUG is invalid: DEBUG is only allowed with DJANGO_ENV=local.")
+    raise ImproperlyConfigured(
+        "Environment variable DJANGO_DEBUG is invalid: DEBUG is only allowed with DJANGO_ENV=local."
+    )
 
 ALLOWED_HOSTS = env.strings("DJANGO_ALLOWED_HOSTS")
+# Where the Django admin lives; a deployment can move it off the path scanners try first.
+ADMIN_URL = env.string("DJANGO_ADMIN_URL", default="admin/")
+if not re.fullmatch(r"([A-Za-z0-9_-]+/)+", ADMIN_URL):
+    raise ImproperlyConfigured(
+        "Environment variable DJANGO_ADMIN_URL is invalid: expected path segments ending in '/', e.g. 'admin/'."
+    )
 CSRF_TRUSTED_ORIGINS = env.strings("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 # --- Applications ----------------------------------------------------------------------
@@ -74,6 +83,15 @@ TEMPLATES = [
 # Under ASGI, persistent connections leak (Django ticket #33497): CONN_MAX_AGE stays 0 and
 # Django's psycopg pool (per worker process, opened lazily on first use, so never before
 # Gunicorn forks) keeps connections instead. Bound per replica: workers x DB_POOL_MAX_SIZE.
+DB_POOL = {
+    "min_size": env.integer("DB_POOL_MIN_SIZE", default=1, minimum=0),
+    "max_size": env.integer("DB_POOL_MAX_SIZE", default=4, minimum=1),
+    # Seconds a request waits for a free connection before failing: fail fast rather
+    # than hang when Postgres is down or the pool is exhausted.
+    "timeout": env.number("DB_POOL_TIMEOUT", default=5.0, minimum=0.1),
+}
+if DB_POOL["min_size"] > DB_POOL["max_size"]:
+    raise ImproperlyConfigured("Environment variable DB_POOL_MIN_SIZE is invalid: it must not exceed DB_POOL_MAX_SIZE.")
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",
@@ -85,20 +103,12 @@ DATABASES = {
         "CONN_MAX_AGE": 0,
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": {
-            "pool": {
-                "min_size": env.integer("DB_POOL_MIN_SIZE", default=1, minimum=0),
-                "max_size": env.integer("DB_POOL_MAX_SIZE", default=4, minimum=1),
-                # Seconds a request waits for a free connection before failing: fail
-                # fast rather than hang when Postgres is down or the pool is exhausted.
-                "timeout": env.number("DB_POOL_TIMEOUT", default=5.0, minimum=0.1),
-            },
+            "pool": DB_POOL,
             # Seconds to wait for a new connection to Postgres itself.
             "connect_timeout": env.integer("POSTGRES_CONNECT_TIMEOUT", default=3, minimum=1),
         },
     }
 }
-if DATABASES["default"]["OPTIONS"]["pool"]["min_size"] > DATABASES["default"]["OPTIONS"]["pool"]["max_size"]:
-    raise ImproperlyConfigured("Environment variable DB_POOL_MIN_SIZE is invalid: it must not exceed DB_POOL_MAX_SIZE.")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis channel layer -------------------------------------------------------------------
@@ -106,11 +116,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # that received it to every process holding a member of the group.
 REDIS_URL = env.string("REDIS_URL")
 if not REDIS_URL.startswith(("redis://", "rediss://")):
-    raise ImproperlyConfigured("Environment variable REDIS_URL is invalid: expected redis://HOST:PORT/DB or rediss://...")
-REDIS_PASSWORD = env.string("REDIS_PASSWORD", default="")
+    raise ImproperlyConfigured(
+        "Environment variable REDIS_URL is invalid: expected redis://HOST:PORT/DB or rediss://..."
+    )
+# Empty: Redis requires no password (a local Redis); compose always sets one.
+REDIS_PASSWORD = env.secret("REDIS_PASSWORD", allow_placeholder=LOCAL_MODE, required=False)
 _redis_host: dict[str, object] = {"address": REDIS_URL}
 if REDIS_PASSWORD:
-    _redis_host["password"] = env.secret("REDIS_PASSWORD", allow_placeholder=LOCAL_MODE)
+    _redis_host["password"] = REDIS_PASSWORD
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",

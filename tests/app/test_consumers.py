@@ -1,0 +1,130 @@
+"""WebSocket consumers through the real ASGI application (Origin policy, auth middleware,
+routing) on the real Redis channel layer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from mainkode_example.asgi import application
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("channel_layer")]
+
+
+def communicator(path: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> WebsocketCommunicator:
+    return WebsocketCommunicator(application, path, headers=list(headers))
+
+
+async def connected(path: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> WebsocketCommunicator:
+    ws = communicator(path, headers)
+    accepted, _ = await ws.connect()
+    assert accepted, f"{path} refused the handshake"
+    return ws
+
+
+# --- /ws/chat/: the seed's echo -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frame", ["Hi", '{"message": "Hi"}'])
+async def test_echo_answers_the_seed_reply(frame: str) -> None:
+    ws = await connected("/ws/chat/")
+    await ws.send_to(text_data=frame)
+    assert await ws.receive_from() == '{"message": "Echo: Hi"}'
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("frame", "error"),
+    [
+        ('{"text": "no message field"}', "invalid_frame"),
+        ('{"message": 42}', "invalid_frame"),
+        ('{"message": "   "}', "invalid_frame"),
+        (json.dumps({"message": "x" * 4001}), "message_too_long"),
+    ],
+)
+async def test_echo_answers_a_bad_frame_with_an_error_and_stays_open(frame: str, error: str) -> None:
+    ws = await connected("/ws/chat/")
+    await ws.send_to(text_data=frame)
+    assert (await ws.receive_json_from())["error"] == error
+    await ws.send_to(text_data="still here?")
+    assert await ws.receive_json_from() == {"message": "Echo: still here?"}
+    await ws.disconnect()
+
+
+async def test_echo_refuses_binary_frames_and_stays_open() -> None:
+    ws = await connected("/ws/chat/")
+    await ws.send_to(bytes_data=b"\x00\x01")
+    assert (await ws.receive_json_from())["error"] == "binary_not_supported"
+    await ws.send_to(text_data="Hi")
+    assert await ws.receive_json_from() == {"message": "Echo: Hi"}
+    await ws.disconnect()
+
+
+# --- Origin policy --------------------------------------------------------------------------
+
+
+async def test_foreign_origin_is_refused() -> None:
+    ws = communicator("/ws/chat/", [(b"origin", b"https://evil.example")])
+    accepted, _ = await ws.connect()
+    assert not accepted
+
+
+@pytest.mark.parametrize("origin", [b"http://localhost:8000", b"https://127.0.0.1"])
+async def test_own_origin_is_accepted(origin: bytes) -> None:
+    ws = await connected("/ws/chat/", [(b"origin", origin)])
+    await ws.disconnect()
+
+
+async def test_missing_origin_is_accepted_for_non_browser_clients() -> None:
+    ws = await connected("/ws/chat/")
+    await ws.disconnect()
+
+
+async def test_unknown_path_closes_with_4404() -> None:
+    ws = await connected("/ws/nowhere/")
+    assert await ws.receive_output() == {"type": "websocket.close", "code": 4404}
+
+
+# --- /ws/chat/<room>/: group chat over the Redis layer ----------------------------------------
+
+
+async def test_room_message_reaches_every_member_and_no_other_room() -> None:
+    alice, bob = await connected("/ws/chat/lobby/"), await connected("/ws/chat/lobby/")
+    outsider = await connected("/ws/chat/elsewhere/")
+    await alice.send_json_to({"message": "hello room"})
+    for member in (alice, bob):
+        frame = await member.receive_json_from()
+        assert frame["message"] == "hello room"
+        assert frame["room"] == "lobby"
+        assert frame["sent_by_worker"] == frame["delivered_by_worker"]  # one process here
+    assert await outsider.receive_nothing(timeout=0.3)
+    for ws in (alice, bob, outsider):
+        await ws.disconnect()
+
+
+async def test_room_frame_that_is_not_json_gets_an_error_and_the_socket_stays_open() -> None:
+    ws = await connected("/ws/chat/lobby/")
+    await ws.send_to(text_data="plain text is not a frame here")
+    assert (await ws.receive_json_from())["error"] == "invalid_json"
+    await ws.send_json_to({"message": "after the error"})
+    assert (await ws.receive_json_from())["message"] == "after the error"
+    await ws.disconnect()
+
+
+async def test_disconnected_member_leaves_the_group(channel_layer: object) -> None:
+    alice, bob = await connected("/ws/chat/lobby/"), await connected("/ws/chat/lobby/")
+    await bob.disconnect()
+    await alice.send_json_to({"message": "only alice now"})
+    assert (await alice.receive_json_from())["message"] == "only alice now"
+    group_key = channel_layer._group_key("chat.lobby")  # type: ignore[attr-defined]
+    async with channel_layer.connection(channel_layer.consistent_hash("chat.lobby")) as redis:  # type: ignore[attr-defined]
+        assert await redis.zcard(group_key) == 1
+    await alice.disconnect()
+
+
+async def test_invalid_room_name_is_not_routed_to_a_room() -> None:
+    ws = await connected("/ws/chat/not%20valid!/")
+    assert await ws.receive_output() == {"type": "websocket.close", "code": 4404}

@@ -1,0 +1,85 @@
+"""The settings refuse a missing or invalid variable at start, naming it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+APP_DIR = Path(__file__).resolve().parents[2] / "app"
+REQUIRED = [
+    "DJANGO_SECRET_KEY",
+    "DJANGO_ALLOWED_HOSTS",
+    "POSTGRES_HOST",
+    "POSTGRES_DB",
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "REDIS_URL",
+]
+
+
+def load_settings(**overrides: str | None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=APP_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_test_environment_itself_loads() -> None:
+    result = load_settings()
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_missing_required_variable_is_named(name: str) -> None:
+    result = load_settings(**{name: None})
+    assert result.returncode != 0
+    assert f"Environment variable {name} is required" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expects"),
+    [
+        ("DJANGO_ENV", "staging", "expected one of production, local"),
+        ("DJANGO_DEBUG", "maybe", "expected true or false"),
+        ("DJANGO_SECRET_KEY", "short", "at least 32 characters"),
+        ("POSTGRES_PORT", "five-four-three-two", "expected an integer"),
+        ("POSTGRES_PORT", "70000", "between 1 and 65535"),
+        ("DB_POOL_MAX_SIZE", "0", "at least 1"),
+        ("DB_POOL_TIMEOUT", "soon", "expected a number"),
+        ("REDIS_URL", "localhost:6379", "expected redis://"),
+        ("DJANGO_ADMIN_URL", "/admin", "ending in '/'"),
+    ],
+)
+def test_invalid_variable_is_named_with_what_it_expects(name: str, value: str, expects: str) -> None:
+    result = load_settings(**{name: value})
+    assert result.returncode != 0
+    assert f"Environment variable {name} is invalid" in result.stderr
+    assert expects in result.stderr
+
+
+def test_production_refuses_the_placeholder_secrets_of_env_example() -> None:
+    result = load_settings(DJANGO_ENV="production", DJANGO_SECRET_KEY="change-me-" + "x" * 40)
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY still holds the placeholder" in result.stderr
+
+
+def test_production_refuses_debug() -> None:
+    real_secret = "p" * 50
+    result = load_settings(DJANGO_ENV="production", DJANGO_SECRET_KEY=real_secret, DJANGO_DEBUG="true")
+    assert result.returncode != 0
+    assert "DJANGO_DEBUG is invalid" in result.stderr

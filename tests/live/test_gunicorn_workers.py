@@ -1,0 +1,60 @@
+"""The seed's two commits against a real Gunicorn with UvicornWorker processes on the host:
+4 workers serving HTTP and the echo socket, and 2 workers whose sockets share room
+messages through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.live.conftest import LiveServer
+from tests.support import SEED_HELLO_BODY, assert_everyone_receives, open_room_clients_on_distinct_workers, recv_json
+
+pytestmark = pytest.mark.live
+
+
+def test_seed_commit_1_four_workers_serve_hello(start_gunicorn: Callable[[int], LiveServer]) -> None:
+    server = start_gunicorn(4)
+    assert len(server.worker_pids()) == 4
+    with httpx.Client(base_url=server.http) as client:
+        for _ in range(20):
+            response = client.get("/api/hello/")
+            assert response.status_code == 200
+            assert response.content == SEED_HELLO_BODY
+
+
+@pytest.mark.asyncio
+async def test_seed_commit_2_two_workers_echo(start_gunicorn: Callable[[int], LiveServer]) -> None:
+    server = start_gunicorn(2)
+    assert len(server.worker_pids()) == 2
+    for _ in range(6):  # several connections: whichever worker takes each, the answer holds
+        async with connect(f"{server.ws}/ws/chat/") as ws:
+            await ws.send("Hi")
+            assert await asyncio.wait_for(ws.recv(), 5) == '{"message": "Echo: Hi"}'
+
+
+@pytest.mark.asyncio
+async def test_room_messages_cross_worker_processes(start_gunicorn: Callable[[int], LiveServer]) -> None:
+    server = start_gunicorn(2)
+    clients, holder = await open_room_clients_on_distinct_workers(f"{server.ws}/ws/chat/cross-process/", want_workers=2)
+    try:
+        # The holders the server reports are the master's own worker processes.
+        reported_pids = {int(worker.rsplit(":", 1)[1]) for worker in holder.values()}
+        assert reported_pids == server.worker_pids()
+
+        # A sender on each worker: every socket, on either worker, gets its message once.
+        for worker in sorted(set(holder.values())):
+            sender = next(ws for ws in clients if holder[ws] == worker)
+            frames = await assert_everyone_receives(clients, sender, f"from {worker}")
+            assert {frame["sent_by_worker"] for frame in frames} == {worker}
+            assert {frame["delivered_by_worker"] for frame in frames} == set(holder.values())
+        for ws in clients:  # nothing extra queued: exactly once
+            with pytest.raises(TimeoutError):
+                await recv_json(ws, wait=0.2)
+    finally:
+        for ws in clients:
+            await ws.close()
