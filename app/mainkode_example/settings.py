@@ -121,7 +121,17 @@ if not REDIS_URL.startswith(("redis://", "rediss://")):
     )
 # Empty: Redis requires no password (a local Redis); compose always sets one.
 REDIS_PASSWORD = env.secret("REDIS_PASSWORD", allow_placeholder=LOCAL_MODE, required=False)
-_redis_host: dict[str, object] = {"address": REDIS_URL}
+# Seconds a read from Redis may take. redis-py 8 made it 5 s by default, exactly the time
+# channels_redis' blocking BZPOPMIN waits for a message: the read races the reply and idle
+# consumers die with "Timeout reading from ..." (django/channels_redis#422). Longer than
+# that pop, yet finite, so a dead Redis connection is still noticed.
+REDIS_SOCKET_TIMEOUT = 15
+_redis_host: dict[str, object] = {
+    "address": REDIS_URL,
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+    "socket_connect_timeout": 5,
+    "socket_keepalive": True,
+}
 if REDIS_PASSWORD:
     _redis_host["password"] = REDIS_PASSWORD
 CHANNEL_LAYERS = {

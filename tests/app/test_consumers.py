@@ -128,3 +128,21 @@ async def test_disconnected_member_leaves_the_group(channel_layer: object) -> No
 async def test_invalid_room_name_is_not_routed_to_a_room() -> None:
     ws = await connected("/ws/chat/not%20valid!/")
     assert await ws.receive_output() == {"type": "websocket.close", "code": 4404}
+
+
+async def test_channel_layer_reads_outlast_its_blocking_pop(channel_layer: object) -> None:
+    # redis-py 8's default 5 s socket timeout equals channels_redis' 5 s BZPOPMIN: the read
+    # would race the reply and kill idle consumers (django/channels_redis#422).
+    pool = channel_layer.create_pool(0)  # type: ignore[attr-defined]
+    assert pool.connection_kwargs["socket_timeout"] > channel_layer.brpop_timeout  # type: ignore[attr-defined]
+    await pool.aclose()
+
+
+async def test_idle_room_socket_still_gets_messages_after_several_blocking_pops() -> None:
+    listener, speaker = await connected("/ws/chat/quiet/"), await connected("/ws/chat/quiet/")
+    # Idle for longer than two BZPOPMIN rounds (5 s each): the consumer must survive them.
+    assert await listener.receive_nothing(timeout=11, interval=0.5)
+    await speaker.send_json_to({"message": "after the silence"})
+    assert (await listener.receive_json_from(timeout=5))["message"] == "after the silence"
+    for ws in (listener, speaker):
+        await ws.disconnect()
