@@ -51,3 +51,16 @@ def _checked(message: str) -> str:
     if len(message) > limit:
         raise FrameError("message_too_long", f"Message must be at most {limit} characters.")
     return message
+
+
+def parse_new_message(text: str | None) -> object:
+    """The `body` of a `{"body": "..."}` frame (validated further by MessageSerializer)."""
+    if text is None:
+        raise FrameError("binary_not_supported", "Send text frames holding JSON.")
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError:
+        raise FrameError("invalid_json", 'Frame is not JSON; send {"body": "..."}.') from None
+    if not isinstance(payload, dict) or "body" not in payload:
+        raise FrameError("invalid_frame", 'Frame must be a JSON object like {"body": "..."}.')
+    return payload["body"]

@@ -44,7 +44,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "chat",
 ]
 
@@ -104,6 +106,8 @@ DATABASES = {
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": {
             "pool": DB_POOL,
+            # Names the app's sessions in pg_stat_activity (how the pool bound is checked).
+            "application_name": "mainkode_example",
             # Seconds to wait for a new connection to Postgres itself.
             "connect_timeout": env.integer("POSTGRES_CONNECT_TIMEOUT", default=3, minimum=1),
         },
@@ -161,17 +165,47 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
 }
 
+# Throttle counters must be shared by every worker process and replica: Redis, not the
+# per-process memory cache. Short timeouts: a Redis outage fails fast, never hangs.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "cache",
+        "OPTIONS": {
+            **({"password": REDIS_PASSWORD} if REDIS_PASSWORD else {}),
+            "socket_timeout": 2,
+            "socket_connect_timeout": 2,
+        },
+    }
+}
+
 REST_FRAMEWORK = {
     # Spaces after ':' and ',' so /api/hello/ answers byte for byte what the seed shows.
     "COMPACT_JSON": False,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Token first: an anonymous write gets 401 with WWW-Authenticate, not 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+    # Login attempts per client address: brute force gets 429.
+    "DEFAULT_THROTTLE_RATES": {"auth": env.string("AUTH_THROTTLE_RATE", default="10/minute")},
+    # uvicorn already set REMOTE_ADDR from nginx's X-Forwarded-For (FORWARDED_ALLOW_IPS):
+    # use it as is, never the client-supplied header.
+    "NUM_PROXIES": 0,
 }
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "mainkode_example API",
+    "DESCRIPTION": "Chat rooms whose messages are stored in Postgres and pushed live over WebSockets.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The docs page's JavaScript and CSS are served from our own static files (no CDN).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # --- Chat ------------------------------------------------------------------------------------

@@ -4,10 +4,17 @@ middleware, before routing.)"""
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from mainkode_example.auth_views import ObtainTokenView
+
 urlpatterns = [
+    # The page sets the CSRF cookie, so a session-authenticated user can post from it.
+    path("", ensure_csrf_cookie(TemplateView.as_view(template_name="chat/index.html")), name="chat-page"),
     path("api/", include("chat.urls")),
+    path("api/auth/token/", ObtainTokenView.as_view(), name="auth-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path(settings.ADMIN_URL, admin.site.urls),

@@ -32,7 +32,7 @@ async def connected(path: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> W
 async def test_echo_answers_the_seed_reply(frame: str) -> None:
     ws = await connected("/ws/chat/")
     await ws.send_to(text_data=frame)
-    assert await ws.receive_from() == '{"message": "Echo: Hi"}'
+    assert await ws.receive_from(timeout=5) == '{"message": "Echo: Hi"}'
     await ws.disconnect()
 
 
@@ -48,18 +48,18 @@ async def test_echo_answers_the_seed_reply(frame: str) -> None:
 async def test_echo_answers_a_bad_frame_with_an_error_and_stays_open(frame: str, error: str) -> None:
     ws = await connected("/ws/chat/")
     await ws.send_to(text_data=frame)
-    assert (await ws.receive_json_from())["error"] == error
+    assert (await ws.receive_json_from(timeout=5))["error"] == error
     await ws.send_to(text_data="still here?")
-    assert await ws.receive_json_from() == {"message": "Echo: still here?"}
+    assert await ws.receive_json_from(timeout=5) == {"message": "Echo: still here?"}
     await ws.disconnect()
 
 
 async def test_echo_refuses_binary_frames_and_stays_open() -> None:
     ws = await connected("/ws/chat/")
     await ws.send_to(bytes_data=b"\x00\x01")
-    assert (await ws.receive_json_from())["error"] == "binary_not_supported"
+    assert (await ws.receive_json_from(timeout=5))["error"] == "binary_not_supported"
     await ws.send_to(text_data="Hi")
-    assert await ws.receive_json_from() == {"message": "Echo: Hi"}
+    assert await ws.receive_json_from(timeout=5) == {"message": "Echo: Hi"}
     await ws.disconnect()
 
 
@@ -85,7 +85,7 @@ async def test_missing_origin_is_accepted_for_non_browser_clients() -> None:
 
 async def test_unknown_path_closes_with_4404() -> None:
     ws = await connected("/ws/nowhere/")
-    assert await ws.receive_output() == {"type": "websocket.close", "code": 4404}
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4404}
 
 
 # --- /ws/chat/<room>/: group chat over the Redis layer ----------------------------------------
@@ -96,7 +96,7 @@ async def test_room_message_reaches_every_member_and_no_other_room() -> None:
     outsider = await connected("/ws/chat/elsewhere/")
     await alice.send_json_to({"message": "hello room"})
     for member in (alice, bob):
-        frame = await member.receive_json_from()
+        frame = await member.receive_json_from(timeout=5)
         assert frame["message"] == "hello room"
         assert frame["room"] == "lobby"
         assert frame["sent_by_worker"] == frame["delivered_by_worker"]  # one process here
@@ -108,9 +108,9 @@ async def test_room_message_reaches_every_member_and_no_other_room() -> None:
 async def test_room_frame_that_is_not_json_gets_an_error_and_the_socket_stays_open() -> None:
     ws = await connected("/ws/chat/lobby/")
     await ws.send_to(text_data="plain text is not a frame here")
-    assert (await ws.receive_json_from())["error"] == "invalid_json"
+    assert (await ws.receive_json_from(timeout=5))["error"] == "invalid_json"
     await ws.send_json_to({"message": "after the error"})
-    assert (await ws.receive_json_from())["message"] == "after the error"
+    assert (await ws.receive_json_from(timeout=5))["message"] == "after the error"
     await ws.disconnect()
 
 
@@ -118,7 +118,7 @@ async def test_disconnected_member_leaves_the_group(channel_layer: object) -> No
     alice, bob = await connected("/ws/chat/lobby/"), await connected("/ws/chat/lobby/")
     await bob.disconnect()
     await alice.send_json_to({"message": "only alice now"})
-    assert (await alice.receive_json_from())["message"] == "only alice now"
+    assert (await alice.receive_json_from(timeout=5))["message"] == "only alice now"
     group_key = channel_layer._group_key("chat.lobby")  # type: ignore[attr-defined]
     async with channel_layer.connection(channel_layer.consistent_hash("chat.lobby")) as redis:  # type: ignore[attr-defined]
         assert await redis.zcard(group_key) == 1
@@ -127,7 +127,7 @@ async def test_disconnected_member_leaves_the_group(channel_layer: object) -> No
 
 async def test_invalid_room_name_is_not_routed_to_a_room() -> None:
     ws = await connected("/ws/chat/not%20valid!/")
-    assert await ws.receive_output() == {"type": "websocket.close", "code": 4404}
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4404}
 
 
 async def test_channel_layer_reads_outlast_its_blocking_pop(channel_layer: object) -> None:

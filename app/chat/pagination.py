@@ -1,0 +1,39 @@
+"""Cursor pagination of a room's messages.
+
+- Without `?after`: the newest page first; `next` leads to older pages (scrolling back).
+- With `?after=<id>`: messages after that id, oldest first; `next` leads to newer pages
+  (catching up after a reconnect).
+Either way a page lists its messages oldest to newest. Cursors are opaque and stable
+while messages are added (no offset drift).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.db.models import QuerySet
+from rest_framework.pagination import CursorPagination, PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+
+class MessageCursorPagination(CursorPagination):
+    page_size = 50
+    max_page_size = 200
+    page_size_query_param = "page_size"
+    ordering = "-id"
+
+    def get_ordering(self, request: Request, queryset: QuerySet[Any], view: APIView | None) -> tuple[str, ...]:
+        self.newest_first = "after" not in request.query_params
+        return ("-id",) if self.newest_first else ("id",)
+
+    def paginate_queryset(
+        self, queryset: QuerySet[Any] | Sequence[Any], request: Request, view: APIView | None = None
+    ) -> list[Any]:
+        page = list(super().paginate_queryset(queryset, request, view) or [])
+        return page[::-1] if self.newest_first else page
+
+
+class RoomPagination(PageNumberPagination):
+    page_size = 100
