@@ -15,7 +15,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 # Only the lock file first: editing app code reuses this layer and skips the install.
-# binutils: `strip`, used below and left behind in this stage.
+# binutils: `strip`, used below and left behind in this stage. Not version-pinned: Debian's
+# archive serves only the current version, so a pin breaks the build at the next point
+# release; the tool only strips, it ends up in no runtime layer.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install --yes --no-install-recommends binutils \
     && rm -rf /var/lib/apt/lists/*
@@ -68,7 +71,7 @@ RUN groupadd --system --gid 10001 app \
 COPY --from=runtime-deps /opt/venv /opt/venv
 COPY --from=app-build /app /app
 WORKDIR /app
-USER app:app
+USER 10001:10001
 EXPOSE 8000
 # Liveness only (the process answers); compose's healthcheck asks /readyz instead.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
@@ -80,6 +83,7 @@ CMD ["gunicorn", "mainkode_example.asgi:application"]
 FROM ${NGINX_IMAGE} AS proxy
 COPY nginx/nginx.conf /etc/nginx/nginx.conf
 COPY nginx/templates/ /etc/nginx/templates/
+COPY nginx/includes/ /etc/nginx/includes/
 # The image's sample server would also listen on :80.
 RUN rm -f /etc/nginx/conf.d/default.conf
 COPY --from=app-build /collected-static /usr/share/nginx/static

@@ -92,10 +92,25 @@ preload_app = False
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 # --- Logging -------------------------------------------------------------------------------
-# Both to stdout/stderr: the container runtime collects them.
-accesslog = "-"
+# The access log is the app's own (mainkode_example.access_log: one JSON object per request
+# or socket, with nginx's X-Request-ID); uvicorn's has no room for the request id.
+accesslog = None
+# Gunicorn's and uvicorn's own messages: JSON lines on stderr, like the app's.
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+logconfig_dict = {
+    "loggers": {
+        "gunicorn.error": {"level": loglevel.upper(), "handlers": ["error_console"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
+    },
+    "formatters": {
+        "generic": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
+        }
+    },
+}
 
 # --- Control socket ------------------------------------------------------------------------
 # Gunicorn 27's runtime control socket lives under $HOME; the container's root filesystem
@@ -121,6 +136,7 @@ class DjangoUvicornWorker(UvicornWorker):
         "http": "httptools",  # C HTTP/1.1 parser: faster than h11
         "ws": "websockets-sansio",  # the websockets library's maintained (sans-I/O) API
         "lifespan": "off",  # Django implements no ASGI lifespan; "auto" only logs noise
+        "access_log": False,  # the app writes its own (see accesslog above)
         "ws_max_size": WS_MAX_MESSAGE_BYTES,
         "ws_ping_interval": WS_PING_INTERVAL,
         "ws_ping_timeout": WS_PING_INTERVAL,

@@ -35,6 +35,24 @@ if not re.fullmatch(r"([A-Za-z0-9_-]+/)+", ADMIN_URL):
     )
 CSRF_TRUSTED_ORIGINS = env.strings("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# --- HTTPS -------------------------------------------------------------------------------
+# true when nginx terminates TLS (docker-compose.tls.yml sets it). uvicorn takes the scheme
+# from nginx's X-Forwarded-Proto (FORWARDED_ALLOW_IPS), so request.is_secure() is right.
+HTTPS = env.boolean("DJANGO_HTTPS", default=False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+# nginx already redirects plain HTTP; this covers anything that reaches Django otherwise.
+# The probes (/healthz, /readyz) are answered before SecurityMiddleware and never redirected.
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_HSTS_SECONDS = env.integer("HSTS_SECONDS", default=31536000, minimum=0) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = env.boolean("HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = [
+    # security.W021 asks for HSTS preload. Preloading puts the domain in browsers' built-in
+    # lists, hard to undo: a decision for the operator (HSTS_PRELOAD=true), not a default.
+    "security.W021",
+]
+
 # --- Applications ----------------------------------------------------------------------
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -215,10 +233,20 @@ CHAT_MESSAGE_MAX_LENGTH = 4000
 
 # --- Logging ---------------------------------------------------------------------------------
 LOG_LEVEL = env.choice("DJANGO_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO")
+# One JSON object per line on stdout (python-json-logger): what log collectors parse.
+# DJANGO_LOG_FORMAT=plain for human eyes (the development compose file sets it).
+LOG_FORMAT = env.choice("DJANGO_LOG_FORMAT", ("json", "plain"), default="json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

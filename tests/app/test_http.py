@@ -3,6 +3,7 @@
 import pytest
 from django.test import AsyncClient, Client, override_settings
 
+from tests.app.test_settings_env import load_settings_and_run
 from tests.support import SEED_HELLO_BODY
 
 
@@ -52,3 +53,23 @@ def test_openapi_schema_describes_hello(client: Client) -> None:
     response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     assert "/api/hello/" in response.json()["paths"]
+
+
+@pytest.mark.asyncio
+async def test_diagnostic_sleep_holds_a_request_without_blocking() -> None:
+    response = await AsyncClient().get("/api/diagnostics/sleep/?seconds=0.2")
+    assert response.status_code == 200
+    assert response.json() == {"slept": 0.2}
+    assert (await AsyncClient().get("/api/diagnostics/sleep/?seconds=99")).status_code == 400
+    assert (await AsyncClient().get("/api/diagnostics/sleep/?seconds=soon")).status_code == 400
+
+
+def test_diagnostic_sleep_is_not_routed_in_production() -> None:
+    result = load_settings_and_run(
+        "from django.urls import resolve, Resolver404\n"
+        "try:\n    resolve('/api/diagnostics/sleep/')\nexcept Resolver404:\n    print('absent')",
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY="p" * 50,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "absent"

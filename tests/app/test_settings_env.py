@@ -21,7 +21,8 @@ REQUIRED = [
 ]
 
 
-def load_settings(**overrides: str | None) -> subprocess.CompletedProcess[str]:
+def run_in_app(args: list[str], **overrides: str | None) -> subprocess.CompletedProcess[str]:
+    """Run Python in app/ with the test environment changed by `overrides` (None: unset)."""
     env = dict(os.environ)
     for key, value in overrides.items():
         if value is None:
@@ -29,14 +30,16 @@ def load_settings(**overrides: str | None) -> subprocess.CompletedProcess[str]:
         else:
             env[key] = value
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=APP_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        [sys.executable, *args], cwd=APP_DIR, env=env, capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def load_settings_and_run(code: str, **overrides: str | None) -> subprocess.CompletedProcess[str]:
+    return run_in_app(["-c", f"import django\ndjango.setup()\n{code}"], **overrides)
+
+
+def load_settings(**overrides: str | None) -> subprocess.CompletedProcess[str]:
+    return load_settings_and_run("", **overrides)
 
 
 def test_the_test_environment_itself_loads() -> None:
@@ -83,3 +86,31 @@ def test_production_refuses_debug() -> None:
     result = load_settings(DJANGO_ENV="production", DJANGO_SECRET_KEY=real_secret, DJANGO_DEBUG="true")
     assert result.returncode != 0
     assert "DJANGO_DEBUG is invalid" in result.stderr
+
+
+def test_deploy_checks_pass_in_production_with_tls() -> None:
+    """`manage.py check --deploy` with the production settings and TLS on: no warning
+    (security.W021, HSTS preload, is silenced on purpose: see settings.py)."""
+    result = run_in_app(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        DJANGO_ENV="production",
+        DJANGO_HTTPS="true",
+        DJANGO_SECRET_KEY="Zq8v-" + "".join(chr(65 + (i * 7) % 26) + str(i % 10) for i in range(30)),
+        POSTGRES_PASSWORD="a-real-postgres-password",
+        REDIS_PASSWORD="a-real-redis-password",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_deploy_checks_flag_plain_http() -> None:
+    # The gate is real: without TLS the same check reports the insecure settings.
+    result = run_in_app(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY="Zq8v-" + "".join(chr(65 + (i * 7) % 26) + str(i % 10) for i in range(30)),
+        POSTGRES_PASSWORD="a-real-postgres-password",
+        REDIS_PASSWORD="a-real-redis-password",
+    )
+    assert result.returncode != 0
+    assert "security.W004" in result.stderr + result.stdout

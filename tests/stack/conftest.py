@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +25,11 @@ pytestmark = pytest.mark.stack
 
 @dataclass
 class Stack:
+    project: str
     env_file: Path
     port: int
+    files: tuple[str, ...] = ("docker-compose.yml",)
+    https_port: int | None = None
 
     @property
     def http(self) -> str:
@@ -34,7 +40,8 @@ class Stack:
         return f"ws://127.0.0.1:{self.port}"
 
     def compose(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        command = ["docker", "compose", "--project-name", PROJECT, "--env-file", str(self.env_file), *args]
+        files = [arg for name in self.files for arg in ("--file", name)]
+        command = ["docker", "compose", "--project-name", self.project, *files, "--env-file", str(self.env_file), *args]
         # Compose prefers the shell's variables to the env file's: drop the ones the file
         # sets, so the stack runs on exactly that file (not on the app tests' environment).
         defined = {line.split("=", 1)[0] for line in self.env_file.read_text().splitlines() if "=" in line}
@@ -53,10 +60,42 @@ class Stack:
             return list(json.loads(out))
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
+    def log_records(self, service: str, since: str | None = None) -> list[dict[str, object]]:
+        """The JSON lines a service logged (other lines skipped). Compose prefixes each
+        line with the container name, and 2.26 with an ANSI erase sequence as well."""
+        args = ["logs", "--no-color", "--no-log-prefix", *(["--since", since] if since else []), service]
+        records = []
+        for line in self.compose(*args).stdout.splitlines():
+            start = line.find("{")
+            if start >= 0:
+                try:
+                    records.append(json.loads(line[start:]))
+                except json.JSONDecodeError:
+                    continue
+        return records
 
-def leftovers() -> dict[str, list[str]]:
-    """Containers, volumes and networks that still carry the e2e project's label."""
-    label = f"label=com.docker.compose.project={PROJECT}"
+
+GIXY = str(Path(sys.executable).with_name("gixy"))  # the virtualenv's, whatever PATH says
+
+
+def gixy(config_dump: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    """gixy-ng over an `nginx -T` dump, from its first `# configuration file` line on (it
+    reads the dump's files as one config only when nothing precedes them)."""
+    start = config_dump.index("# configuration file ")
+    dump = folder / "nginx-T.conf"
+    dump.write_text(config_dump[start:])
+    return subprocess.run([GIXY, str(dump)], capture_output=True, text=True, check=False)
+
+
+def rendered_nginx_config(stack: Stack) -> str:
+    dump = stack.compose("exec", "-T", "nginx", "nginx", "-T")
+    assert "# configuration file /etc/nginx/conf.d/includes/app.conf:" in dump.stdout
+    return dump.stdout
+
+
+def leftovers(project: str) -> dict[str, list[str]]:
+    """Containers, volumes and networks that still carry the project's label."""
+    label = f"label=com.docker.compose.project={project}"
     found = {}
     for kind, command in {
         "containers": ["docker", "ps", "--all", "--quiet", "--filter", label],
@@ -67,27 +106,57 @@ def leftovers() -> dict[str, list[str]]:
     return found
 
 
+@contextmanager
+def booted(stack: Stack, overrides: dict[str, str], scale: int) -> Iterator[Stack]:
+    """Write the env file (.env.example with `overrides`), `up --build --wait`, and at the
+    end `down --volumes`, failing if anything of the project is left."""
+    lines = [
+        line for line in (ROOT / ".env.example").read_text().splitlines() if line.split("=", 1)[0] not in overrides
+    ]
+    stack.env_file.write_text("\n".join(lines + [f"{key}={value}" for key, value in overrides.items()]) + "\n")
+    stack.compose("down", "--volumes", "--remove-orphans", check=False)  # a previous run killed midway
+    try:
+        stack.compose("up", "--detach", "--wait", "--build", "--scale", f"app={scale}", timeout=900)
+        yield stack
+    finally:
+        logs = stack.compose("logs", "--no-color", "--tail", "60", check=False).stdout
+        stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "20", check=False)
+        left = leftovers(stack.project)
+        assert not any(left.values()), f"the stack {stack.project} left {left} behind\n{logs}"
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """.env.example as a user copies it (local mode), two app replicas of two workers each."""
     port = free_port()
-    env_file = tmp_path_factory.mktemp("stack") / "e2e.env"
     overrides = {
         "HTTP_PORT": str(port),
         "APP_TAG": "e2e",  # own image tags: a developer's images stay as they are
         "GUNICORN_WORKERS": "2",
     }
-    lines = [
-        line for line in (ROOT / ".env.example").read_text().splitlines() if line.split("=", 1)[0] not in overrides
-    ]
-    env_file.write_text("\n".join(lines + [f"{key}={value}" for key, value in overrides.items()]) + "\n")
-    stack = Stack(env_file, port)
-    stack.compose("down", "--volumes", "--remove-orphans", check=False)  # a previous run killed midway
-    try:
-        # Two app replicas of two workers each: four processes for the room test.
-        stack.compose("up", "--detach", "--wait", "--build", "--scale", "app=2", timeout=900)
-        yield stack
-    finally:
-        logs = stack.compose("logs", "--no-color", "--tail", "60", check=False).stdout
-        stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "20", check=False)
-        left = leftovers()
-        assert not any(left.values()), f"the e2e stack left {left} behind\n{logs}"
+    env_file = tmp_path_factory.mktemp("stack") / "e2e.env"
+    with booted(Stack(PROJECT, env_file, port), overrides, scale=2) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Production mode with real (random) secrets, TLS on with a self-signed certificate."""
+    port, https_port = free_port(), free_port()
+    certs = tmp_path_factory.mktemp("certs")
+    subprocess.run([str(ROOT / "scripts" / "certs"), str(certs)], check=True, capture_output=True)
+    overrides = {
+        "DJANGO_ENV": "production",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
+        "REDIS_PASSWORD": secrets.token_urlsafe(24),
+        "HTTP_PORT": str(port),
+        "HTTPS_PORT": str(https_port),
+        "TLS_CERT_DIR": str(certs),
+        "APP_TAG": "e2e",
+        "GUNICORN_WORKERS": "1",
+    }
+    env_file = tmp_path_factory.mktemp("tls-stack") / "e2e-tls.env"
+    files = ("docker-compose.yml", "docker-compose.tls.yml")
+    with booted(Stack(f"{PROJECT}-tls", env_file, port, files, https_port), overrides, scale=1) as running:
+        yield running

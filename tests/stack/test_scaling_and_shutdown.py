@@ -1,0 +1,124 @@
+"""Operations on the running stack, under traffic: the rate limit, a graceful SIGTERM,
+scaling the app up and down without restarting nginx. (Runs after the other tests of the
+main stack: it stops and scales its app containers, and restores two replicas.)"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.stack.conftest import Stack
+from tests.support import wait_for_http
+
+pytestmark = pytest.mark.stack
+
+
+class Traffic:
+    """GET requests through nginx, one after another, in a background thread, until
+    stopped; records every failure (a non-200 answer or a transport error)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sent = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=15) as client:
+            while not self._stop.is_set():
+                self.sent += 1
+                try:
+                    response = client.get(self.url)
+                    if response.status_code != 200:
+                        self.failures.append(f"HTTP {response.status_code}")
+                except httpx.HTTPError as error:
+                    self.failures.append(repr(error))
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def scale_app(stack: Stack, replicas: int) -> None:
+    # --no-deps: leave Postgres, Redis and the finished migration alone; --no-recreate:
+    # keep the running replicas as they are.
+    stack.compose("up", "--detach", "--wait", "--no-deps", "--no-recreate", "--scale", f"app={replicas}", "app")
+
+
+def upstreams_since(stack: Stack, since: str, uri: str) -> set[str]:
+    return {str(r["upstream_addr"]) for r in stack.log_records("nginx", since=since) if r.get("uri") == uri}
+
+
+@pytest.mark.asyncio
+async def test_burst_over_the_api_rate_limit_gets_429(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.http) as http:
+        responses = await asyncio.gather(*(http.get("/api/hello/") for _ in range(150)))
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) == {200, 429}
+    assert statuses.count(200) >= 40  # the burst allowance passes
+    limited = next(r for r in responses if r.status_code == 429)
+    assert limited.json() == {"detail": "Too many requests; slow down and retry."}
+    await asyncio.sleep(3)  # let the bucket refill for the tests that follow
+
+
+@pytest.mark.asyncio
+async def test_sigterm_lets_in_flight_requests_finish_and_closes_sockets_with_a_frame(stack: Stack) -> None:
+    sockets = [await connect(f"{stack.ws}/ws/chat/shutdown/") for _ in range(6)]
+    try:
+        async with httpx.AsyncClient(base_url=stack.http, timeout=30) as http:
+            slow = asyncio.create_task(http.get("/api/diagnostics/sleep/?seconds=5"))
+            await asyncio.sleep(1.5)  # the slow request is in flight on one of the replicas
+            await asyncio.to_thread(stack.compose, "kill", "--signal", "SIGTERM", "app")
+            response = await slow
+        assert response.status_code == 200
+        assert response.json() == {"slept": 5.0}
+        for ws in sockets:
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 30)
+            # A close frame (1012 "service restart" from uvicorn), not a dropped connection.
+            assert closed.value.rcvd is not None, "the socket was reset without a close frame"
+            assert closed.value.rcvd.code in (1001, 1012)
+    finally:
+        for ws in sockets:
+            await ws.close()
+        # Let the signalled containers finish exiting (and mark them stopped, so their
+        # restart policy does not race us), then bring two replicas back.
+        await asyncio.to_thread(stack.compose, "stop", "--timeout", "40", "app")
+        await asyncio.to_thread(scale_app, stack, 2)
+        await asyncio.to_thread(wait_for_http, f"{stack.http}/healthz", 60)
+
+
+def test_scaling_up_and_down_under_traffic_without_restarting_nginx(stack: Stack) -> None:
+    nginx_started = stack.compose("ps", "--format", "{{.CreatedAt}}", "nginx").stdout
+    traffic = Traffic(f"{stack.http}/healthz")
+    try:
+        scale_app(stack, 1)  # down from 2, under traffic
+        since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        scale_app(stack, 3)
+        scaled_at = time.monotonic()
+        while len(upstreams_since(stack, since, "/healthz")) < 3:
+            assert time.monotonic() - scaled_at < 30, "nginx did not use the new replicas within 30 s"
+            time.sleep(0.5)
+        pickup_seconds = time.monotonic() - scaled_at
+        services = [str(c["Service"]) for c in stack.containers()]
+        assert services.count("app") == 3
+        assert services.count("migrate") == 1  # migrations ran once, not once per replica
+        scale_app(stack, 1)  # down from 3, under traffic
+        time.sleep(3)
+    finally:
+        traffic.stop()
+        scale_app(stack, 2)
+    assert traffic.sent > 100
+    assert traffic.failures == [], f"{len(traffic.failures)} of {traffic.sent} failed: {traffic.failures[:5]}"
+    assert stack.compose("ps", "--format", "{{.CreatedAt}}", "nginx").stdout == nginx_started
+    print(f"nginx used 3 replicas {pickup_seconds:.1f} s after the scale-up; {traffic.sent} GETs, 0 failed")
