@@ -91,8 +91,10 @@ class RoomMessagesView(generics.ListCreateAPIView[Message]):
         # Only once the row is committed, so a client never hears of a message it cannot
         # then fetch. This sync view runs in a worker thread under ASGI; async_to_sync
         # hands the send to the worker's event loop (its pooled Redis connections) and
-        # waits, so the 201 goes out after the broadcast.
-        transaction.on_commit(lambda: async_to_sync(publish)(room.group_name, payload))
+        # waits, so the 201 goes out after the broadcast. robust: if Redis is down the
+        # failure is logged and the 201 still stands: the row is stored, and clients
+        # fetch it with ?after= when their sockets come back.
+        transaction.on_commit(lambda: async_to_sync(publish)(room.group_name, payload), robust=True)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         self.room()  # 404 for an unknown room before validating the body

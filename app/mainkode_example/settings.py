@@ -203,6 +203,8 @@ REST_FRAMEWORK = {
     "COMPACT_JSON": False,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # A database outage answers 503 + Retry-After, not 500.
+    "EXCEPTION_HANDLER": "mainkode_example.api_errors.exception_handler",
     # Token first: an anonymous write gets 401 with WWW-Authenticate, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",

@@ -9,11 +9,13 @@ import os
 import secrets
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support import free_port
@@ -39,15 +41,21 @@ class Stack:
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def compose(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    def flags(self) -> list[str]:
+        """The compose flags that select this stack (for `docker compose` and scripts/)."""
         files = [arg for name in self.files for arg in ("--file", name)]
-        command = ["docker", "compose", "--project-name", self.project, *files, "--env-file", str(self.env_file), *args]
-        # Compose prefers the shell's variables to the env file's: drop the ones the file
-        # sets, so the stack runs on exactly that file (not on the app tests' environment).
+        return ["--project-name", self.project, *files, "--env-file", str(self.env_file)]
+
+    def env(self) -> dict[str, str]:
+        """Compose prefers the shell's variables to the env file's: drop the ones the file
+        sets, so the stack runs on exactly that file (not on the app tests' environment)."""
         defined = {line.split("=", 1)[0] for line in self.env_file.read_text().splitlines() if "=" in line}
-        env = {key: value for key, value in os.environ.items() if key not in defined}
+        return {key: value for key, value in os.environ.items() if key not in defined}
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        command = ["docker", "compose", *self.flags(), *args]
         result = subprocess.run(
-            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+            command, cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
         )
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
@@ -160,3 +168,20 @@ def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     files = ("docker-compose.yml", "docker-compose.tls.yml")
     with booted(Stack(f"{PROJECT}-tls", env_file, port, files, https_port), overrides, scale=1) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def user(stack: Stack) -> tuple[str, str]:
+    username, password = f"e2e-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    stack.compose(
+        "exec", "-T", "-e", f"DJANGO_SUPERUSER_PASSWORD={password}", "app",
+        "python", "manage.py", "createsuperuser", "--noinput", "--username", username, "--email", "e2e@example.com",
+    )  # fmt: skip
+    return username, password
+
+
+@pytest.fixture(scope="session")
+def token(stack: Stack, user: tuple[str, str]) -> str:
+    response = httpx.post(f"{stack.http}/api/auth/token/", json={"username": user[0], "password": user[1]})
+    assert response.status_code == 200, response.text
+    return str(response.json()["token"])

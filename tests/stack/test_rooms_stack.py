@@ -24,23 +24,6 @@ TESTS = Path(__file__).resolve().parents[1]
 SUBPROTOCOL = Subprotocol("mainkode.v1")
 
 
-@pytest.fixture(scope="module")
-def user(stack: Stack) -> tuple[str, str]:
-    username, password = f"e2e-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    stack.compose(
-        "exec", "-T", "-e", f"DJANGO_SUPERUSER_PASSWORD={password}", "app",
-        "python", "manage.py", "createsuperuser", "--noinput", "--username", username, "--email", "e2e@example.com",
-    )  # fmt: skip
-    return username, password
-
-
-@pytest.fixture(scope="module")
-def token(stack: Stack, user: tuple[str, str]) -> str:
-    response = httpx.post(f"{stack.http}/api/auth/token/", json={"username": user[0], "password": user[1]})
-    assert response.status_code == 200, response.text
-    return str(response.json()["token"])
-
-
 def create_room(stack: Stack, token: str) -> str:
     slug = f"e2e-{uuid.uuid4().hex[:8]}"
     response = httpx.post(
