@@ -15,6 +15,20 @@ from websockets.asyncio.client import ClientConnection, connect
 SEED_HELLO_BODY = b'{"message": "Hello from DRF with Uvicorn!"}'
 
 
+class OnLoopback:
+    """Something serving HTTP and WebSockets on 127.0.0.1:`port`."""
+
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import free_port, wait_for_http
+from tests.support import OnLoopback, free_port, wait_for_http
 
 APP_DIR = Path(__file__).resolve().parents[2] / "app"
 pytestmark = pytest.mark.live
@@ -40,17 +40,9 @@ TCP_ESTABLISHED = "01"  # connection state code in /proc/net/tcp
 
 
 @dataclass
-class LiveServer:
+class LiveServer(OnLoopback):
     process: subprocess.Popen[bytes]
     port: int
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def worker_pids(self) -> set[int]:
         """The master's child processes, read from /proc."""

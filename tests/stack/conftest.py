@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import free_port
+from tests.support import OnLoopback, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "mainkode-e2e"
@@ -26,20 +26,12 @@ pytestmark = pytest.mark.stack
 
 
 @dataclass
-class Stack:
+class Stack(OnLoopback):
     project: str
     env_file: Path
     port: int
     files: tuple[str, ...] = ("docker-compose.yml",)
     https_port: int | None = None
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def flags(self) -> list[str]:
         """The compose flags that select this stack (for `docker compose` and scripts/)."""
