@@ -31,6 +31,8 @@ def _read(name: str, parse: Callable[..., T], expects: str, default: Any) -> T:
 
 def string(name: str, default: Any = _NO_DEFAULT, *, min_length: int = 0) -> str:
     value = str(_read(name, _env.str, "a string", default))
+    if not value and default is _NO_DEFAULT:  # set but empty is as good as missing
+        raise ImproperlyConfigured(f"Environment variable {name} is required (a string).")
     if len(value) < min_length:
         raise ImproperlyConfigured(
             f"Environment variable {name} is invalid: expected at least {min_length} characters."

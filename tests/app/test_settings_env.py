@@ -48,8 +48,9 @@ def test_the_test_environment_itself_loads() -> None:
 
 
 @pytest.mark.parametrize("name", REQUIRED)
-def test_missing_required_variable_is_named(name: str) -> None:
-    result = load_settings(**{name: None})
+@pytest.mark.parametrize("how", ["unset", "empty"])
+def test_missing_required_variable_is_named(name: str, how: str) -> None:
+    result = load_settings(**{name: None if how == "unset" else ""})
     assert result.returncode != 0
     assert f"Environment variable {name} is required" in result.stderr
 
