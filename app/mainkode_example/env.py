@@ -73,10 +73,8 @@ def number(name: str, default: Any = _NO_DEFAULT, *, minimum: float = 0.0) -> fl
 
 def strings(name: str, default: Any = _NO_DEFAULT) -> list[str]:
     values = [item.strip() for item in _read(name, _env.list, "a comma-separated list", default) if item.strip()]
-    if not values and default is _NO_DEFAULT:
-        raise ImproperlyConfigured(
-            f"Environment variable {name} is invalid: expected a non-empty comma-separated list."
-        )
+    if not values and default is _NO_DEFAULT:  # set but empty is as good as missing
+        raise ImproperlyConfigured(f"Environment variable {name} is required (a comma-separated list).")
     return values
 
 
