@@ -24,11 +24,17 @@ pytestmark = [pytest.mark.live, pytest.mark.asyncio]
 SUBPROTOCOL = Subprotocol("mainkode.v1")
 CLIENTS = 40
 POSTS = 20
+# These servers run the seed's command line, hence Gunicorn's default 2 s keepalive:
+# a client reusing a connection the server is just closing fails with "Server
+# disconnected" (a client-side race, not what these tests measure), so no reuse.
+NO_REUSE = httpx.Limits(max_keepalive_connections=0)
 
 
 async def create_room(server: LiveServer, token: str) -> str:
     slug = f"live-{uuid.uuid4().hex[:10]}"
-    async with httpx.AsyncClient(base_url=server.http, headers={"Authorization": f"Token {token}"}) as http:
+    async with httpx.AsyncClient(
+        base_url=server.http, headers={"Authorization": f"Token {token}"}, limits=NO_REUSE
+    ) as http:
         response = await http.post("/api/rooms/", json={"slug": slug, "title": "Live"})
         assert response.status_code == 201, response.text
     return slug
@@ -75,7 +81,9 @@ async def test_every_socket_on_every_worker_gets_every_message_once_in_order(
         collectors = [Collector(ws) for ws in sockets]
         bob_collector = collectors[-1]
         expected: list[int] = []
-        async with httpx.AsyncClient(base_url=server.http, headers={"Authorization": f"Token {alice_token}"}) as http:
+        async with httpx.AsyncClient(
+            base_url=server.http, headers={"Authorization": f"Token {alice_token}"}, limits=NO_REUSE
+        ) as http:
             for i in range(POSTS):
                 if i % 2 == 0:  # REST, by alice
                     response = await http.post(f"/api/rooms/{slug}/messages/", json={"body": f"rest {i}"})
@@ -98,7 +106,7 @@ async def test_every_socket_on_every_worker_gets_every_message_once_in_order(
         assert all(set(frame) >= {"id", "room", "author", "body", "created_at"} for frame in first)
 
         # And they are stored: the catch-up a reconnecting client would make returns them.
-        async with httpx.AsyncClient(base_url=server.http) as http:
+        async with httpx.AsyncClient(base_url=server.http, limits=NO_REUSE) as http:
             page = (await http.get(f"/api/rooms/{slug}/messages/?after=0")).json()
         assert [m["id"] for m in page["results"]] == expected
     finally:
@@ -116,7 +124,9 @@ async def test_rest_posts_reuse_the_workers_redis_connections(
     server = start_gunicorn(2)
     token = live_users[0].token(server)
     slug = await create_room(server, token)
-    async with httpx.AsyncClient(base_url=server.http, headers={"Authorization": f"Token {token}"}) as http:
+    async with httpx.AsyncClient(
+        base_url=server.http, headers={"Authorization": f"Token {token}"}, limits=NO_REUSE
+    ) as http:
 
         async def post_many(count: int) -> None:
             for i in range(count):
@@ -150,7 +160,7 @@ async def test_postgres_connections_stay_within_workers_times_pool_max(
                 peak_per_worker[pid] = max(peak_per_worker[pid], count)
 
     sampler = asyncio.create_task(asyncio.to_thread(sample))
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=0)  # see NO_REUSE
     try:
         async with httpx.AsyncClient(base_url=server.http, limits=limits, timeout=90) as http:
             for _ in range(3):  # 3 waves of 200 concurrent DB-backed requests
