@@ -26,22 +26,29 @@ def parse_chat_message(text: str | None, *, allow_plain_text: bool) -> str:
     With `allow_plain_text` (the seed's echo endpoint, typed into wscat), a frame that is
     not a JSON object is itself the message.
     """
+    try:
+        payload = _json_object(text, example='{"message": "..."}')
+    except FrameError as error:
+        if allow_plain_text and text is not None and error.code in ("invalid_json", "invalid_frame"):
+            return _checked(text)
+        raise
+    message = payload.get("message")
+    if not isinstance(message, str):
+        raise FrameError("invalid_frame", 'Field "message" is required and must be a string.')
+    return _checked(message)
+
+
+def _json_object(text: str | None, *, example: str) -> dict[str, object]:
+    """The JSON object a text frame holds, or the FrameError that says what is wrong."""
     if text is None:
         raise FrameError("binary_not_supported", "Send text frames holding JSON.")
     try:
         payload = json.loads(text)
     except json.JSONDecodeError:
-        if allow_plain_text:
-            return _checked(text)
-        raise FrameError("invalid_json", 'Frame is not JSON; send {"message": "..."}.') from None
+        raise FrameError("invalid_json", f"Frame is not JSON; send {example}.") from None
     if not isinstance(payload, dict):
-        if allow_plain_text:
-            return _checked(text)
-        raise FrameError("invalid_frame", 'Frame must be a JSON object like {"message": "..."}.')
-    message = payload.get("message")
-    if not isinstance(message, str):
-        raise FrameError("invalid_frame", 'Field "message" is required and must be a string.')
-    return _checked(message)
+        raise FrameError("invalid_frame", f"Frame must be a JSON object like {example}.")
+    return payload
 
 
 def _checked(message: str) -> str:
@@ -55,12 +62,7 @@ def _checked(message: str) -> str:
 
 def parse_new_message(text: str | None) -> object:
     """The `body` of a `{"body": "..."}` frame (validated further by MessageSerializer)."""
-    if text is None:
-        raise FrameError("binary_not_supported", "Send text frames holding JSON.")
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError:
-        raise FrameError("invalid_json", 'Frame is not JSON; send {"body": "..."}.') from None
-    if not isinstance(payload, dict) or "body" not in payload:
+    payload = _json_object(text, example='{"body": "..."}')
+    if "body" not in payload:
         raise FrameError("invalid_frame", 'Frame must be a JSON object like {"body": "..."}.')
     return payload["body"]

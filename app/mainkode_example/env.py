@@ -93,13 +93,9 @@ PLACEHOLDER_MARK = "change-me"
 def secret(name: str, *, allow_placeholder: bool, min_length: int = 1, required: bool = True) -> str:
     """A secret, refused when it still holds the `.env.example` placeholder (unless the
     caller runs in the explicit local mode). Not `required`: empty means none."""
-    value = string(name) if required else string(name, default="")
-    if not value and not required:
+    value = string(name, min_length=min_length) if required else string(name, default="")
+    if not value:
         return ""
-    if len(value) < min_length:
-        raise ImproperlyConfigured(
-            f"Environment variable {name} is invalid: expected at least {min_length} characters."
-        )
     if PLACEHOLDER_MARK in value and not allow_placeholder:
         raise ImproperlyConfigured(
             f"Environment variable {name} still holds the placeholder from .env.example; "
