@@ -226,6 +226,11 @@ SPECTACULAR_SETTINGS = {
     # The docs page's JavaScript and CSS are served from our own static files (no CDN).
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Keep drf-spectacular's enum hook; add the error answers (401, 404, 429, 503, ...).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "mainkode_example.openapi.document_error_responses",
+    ],
 }
 
 # --- Chat ------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from mainkode_example.auth_views import ObtainTokenView
 from mainkode_example.diagnostics import sleep_view
 
+handler404 = "mainkode_example.api_errors.not_found"
+
 urlpatterns = [
     # The page sets the CSRF cookie, so a session-authenticated user can post from it.
     path("", ensure_csrf_cookie(TemplateView.as_view(template_name="chat/index.html")), name="chat-page"),

@@ -45,14 +45,23 @@ async def test_readiness_names_redis_when_it_is_unreachable() -> None:
     assert body["checks"]["redis"].startswith("error:")
 
 
-def test_unknown_path_is_a_404(client: Client) -> None:
-    assert client.get("/api/no-such-thing/").status_code == 404
+def test_unknown_path_under_api_is_a_json_404_and_elsewhere_a_page(client: Client) -> None:
+    api = client.get("/api/rooms/not a slug/")  # matches no URL pattern: Django's handler404
+    assert api.status_code == 404
+    assert api.json() == {"detail": "Not found."}
+    page = client.get("/no-such-page/")
+    assert page.status_code == 404
+    assert page["Content-Type"].startswith("text/html")
 
 
-def test_openapi_schema_describes_hello(client: Client) -> None:
+def test_openapi_schema_describes_hello_and_the_error_answers(client: Client) -> None:
     response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
-    assert "/api/hello/" in response.json()["paths"]
+    paths = response.json()["paths"]
+    assert "/api/hello/" in paths
+    post_message = paths["/api/rooms/{slug}/messages/"]["post"]["responses"]
+    assert {"201", "400", "401", "403", "404", "413", "429", "503"} <= post_message.keys()
+    assert "404" not in paths["/api/hello/"]["get"]["responses"]  # no parameters, nothing to miss
 
 
 @pytest.mark.asyncio

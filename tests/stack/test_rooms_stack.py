@@ -16,12 +16,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from tests.stack.clients import SUBPROTOCOL
 from tests.stack.conftest import Stack
 from tests.support import recv_json
 
 pytestmark = pytest.mark.stack
 TESTS = Path(__file__).resolve().parents[1]
-SUBPROTOCOL = Subprotocol("mainkode.v1")
 
 
 def create_room(stack: Stack, token: str) -> str:

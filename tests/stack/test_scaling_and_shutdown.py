@@ -5,7 +5,7 @@ main stack: it stops and scales its app containers, and restores two replicas.)"
 from __future__ import annotations
 
 import asyncio
-import threading
+import subprocess
 import time
 from datetime import UTC, datetime
 
@@ -14,39 +14,12 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.stack.conftest import Stack
+from tests.stack.clients import CatchingUpReader, Poster, Traffic, wait_until_everyone_has
+from tests.stack.conftest import ROOT, Stack
+from tests.stack.test_rooms_stack import create_room
 from tests.support import wait_for_http
 
 pytestmark = pytest.mark.stack
-
-
-class Traffic:
-    """GET requests through nginx, one after another, in a background thread, until
-    stopped; records every failure (a non-200 answer or a transport error)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.sent = 0
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=15) as client:
-            while not self._stop.is_set():
-                self.sent += 1
-                try:
-                    response = client.get(self.url)
-                    if response.status_code != 200:
-                        self.failures.append(f"HTTP {response.status_code}")
-                except httpx.HTTPError as error:
-                    self.failures.append(repr(error))
-                time.sleep(0.02)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
 
 
 def scale_app(stack: Stack, replicas: int) -> None:
@@ -122,3 +95,54 @@ def test_scaling_up_and_down_under_traffic_without_restarting_nginx(stack: Stack
     assert traffic.failures == [], f"{len(traffic.failures)} of {traffic.sent} failed: {traffic.failures[:5]}"
     assert stack.compose("ps", "--format", "{{.CreatedAt}}", "nginx").stdout == nginx_started
     print(f"nginx used 3 replicas {pickup_seconds:.1f} s after the scale-up; {traffic.sent} GETs, 0 failed")
+
+
+@pytest.mark.asyncio
+async def test_rolling_deploy_replaces_every_replica_without_a_failed_request(stack: Stack, token: str) -> None:
+    """scripts/deploy, as the README gives it, under GETs, posts and open room sockets."""
+    old = set(stack.compose("ps", "--quiet", "app").stdout.split())
+    assert len(old) == 2
+    slug = await asyncio.to_thread(create_room, stack, token)
+    readers = [CatchingUpReader(stack.http, stack.ws, slug) for _ in range(8)]
+    for reader in readers:
+        reader.start()
+    poster = Poster(stack.http, slug, token, interval=0.2)
+    traffic = Traffic(f"{stack.http}/healthz")
+    try:
+        await asyncio.wait_for(asyncio.gather(*(reader.opened.wait() for reader in readers)), 30)
+        poster.start()
+        started = time.monotonic()
+        deploy = await asyncio.to_thread(
+            subprocess.run,
+            ["scripts/deploy"],
+            cwd=ROOT,
+            env={**stack.env(), "COMPOSE": " ".join(stack.flags())},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        took = time.monotonic() - started
+        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+        await asyncio.sleep(2)  # traffic and posts on the new replicas only
+        await poster.stop()
+        await wait_until_everyone_has(readers, set(poster.acknowledged))
+    finally:
+        traffic.stop()
+        for reader in readers:
+            await reader.stop()
+    new = set(stack.compose("ps", "--quiet", "app").stdout.split())
+    assert len(new) == 2
+    assert not new & old, (old, new)
+    assert traffic.sent > 100
+    assert traffic.failures == [], f"{len(traffic.failures)} of {traffic.sent} GETs failed: {traffic.failures[:5]}"
+    assert poster.failures == [], poster.failures
+    assert all(reader.reconnects for reader in readers), "a socket stayed on a stopped replica"
+    codes = {code or 0 for reader in readers for code in reader.close_codes}  # 0: no close frame
+    assert codes <= {1001, 1012}, f"sockets were dropped, not closed: {codes}"
+    for reader in readers:
+        assert set(poster.acknowledged) <= reader.seen.keys()
+    print(
+        f"rolling deploy: {took:.0f} s; {traffic.sent} GETs and {len(poster.acknowledged)} posts, 0 failed; "
+        f"{len(readers)} of {len(readers)} sockets closed with {sorted(codes)} and reconnected, 0 messages missed"
+    )
