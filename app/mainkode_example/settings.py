@@ -156,18 +156,32 @@ _redis_host: dict[str, object] = {
 }
 if REDIS_PASSWORD:
     _redis_host["password"] = REDIS_PASSWORD
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            "hosts": [_redis_host],
-            # Messages a single channel may queue before group_send drops (silently) for it.
-            "capacity": env.integer("CHANNEL_LAYER_CAPACITY", default=1000, minimum=1),
-            # Seconds an undelivered message lives in Redis.
-            "expiry": env.integer("CHANNEL_LAYER_EXPIRY", default=60, minimum=1),
-        },
+# "core" (default): channels_redis' RedisChannelLayer, lists in Redis; a message waits up
+# to CHANNEL_LAYER_EXPIRY for a consumer that is briefly busy, and at most
+# CHANNEL_LAYER_CAPACITY wait per channel. "pubsub": RedisPubSubChannelLayer, Redis
+# Pub/Sub; nothing is stored, a message reaches whoever is subscribed at that moment.
+# docs/benchmarks.md compares them.
+CHANNEL_LAYER_BACKEND = env.choice("CHANNEL_LAYER_BACKEND", ("core", "pubsub"), default="core")
+if CHANNEL_LAYER_BACKEND == "pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [_redis_host]},
+        }
     }
-}
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [_redis_host],
+                # Messages a single channel may queue before group_send drops (silently) for it.
+                "capacity": env.integer("CHANNEL_LAYER_CAPACITY", default=1000, minimum=1),
+                # Seconds an undelivered message lives in Redis.
+                "expiry": env.integer("CHANNEL_LAYER_EXPIRY", default=60, minimum=1),
+            },
+        }
+    }
 
 # --- HTTP, static, i18n ----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -67,6 +67,7 @@ def test_missing_required_variable_is_named(name: str, how: str) -> None:
         ("DB_POOL_TIMEOUT", "soon", "expected a number"),
         ("REDIS_URL", "localhost:6379", "expected redis://"),
         ("DJANGO_ADMIN_URL", "/admin", "ending in '/'"),
+        ("CHANNEL_LAYER_BACKEND", "memory", "expected one of core, pubsub"),
     ],
 )
 def test_invalid_variable_is_named_with_what_it_expects(name: str, value: str, expects: str) -> None:
@@ -74,6 +75,18 @@ def test_invalid_variable_is_named_with_what_it_expects(name: str, value: str, e
     assert result.returncode != 0
     assert f"Environment variable {name} is invalid" in result.stderr
     assert expects in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("backend", "layer_class"), [("core", "RedisChannelLayer"), ("pubsub", "RedisPubSubChannelLayer")]
+)
+def test_channel_layer_backend_selects_the_redis_layer(backend: str, layer_class: str) -> None:
+    result = load_settings_and_run(
+        "from channels.layers import get_channel_layer\nprint(type(get_channel_layer()).__name__)",
+        CHANNEL_LAYER_BACKEND=backend,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [layer_class]
 
 
 def test_production_refuses_the_placeholder_secrets_of_env_example() -> None:

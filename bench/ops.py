@@ -1,0 +1,70 @@
+"""Scenario 5: operations timings, and where a worker's time goes (py-spy)."""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.stack import ROOT, BenchStack
+
+PY_SPY = str(Path(sys.executable).with_name("py-spy"))
+
+
+def image_mib(reference: str) -> float:
+    size = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", reference],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return int(size) / 2**20
+
+
+def rebuild_after_one_line_edit() -> float:
+    """Seconds to rebuild the app image after a one-line edit, in a copy of the checkout
+    (the build cache of the real one is reused; the checkout itself is not touched)."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, check=True).stdout  # fmt: skip
+    with tempfile.TemporaryDirectory() as copy:
+        packed = subprocess.run(["tar", "--null", "-T", "-", "-cf", "-"], cwd=ROOT, input=files,
+                                capture_output=True, check=True).stdout  # fmt: skip
+        subprocess.run(["tar", "-xf", "-"], cwd=copy, input=packed, check=True)
+        views = Path(copy, "app/chat/views.py")
+        views.write_text(views.read_text() + f"# edited by scripts/bench at {time.time()}\n")
+        tag = "mainkode-example/app:bench-edit"
+        started = time.monotonic()
+        subprocess.run(["docker", "build", "--quiet", "--target", "app", "--tag", tag, copy],
+                       capture_output=True, check=True)  # fmt: skip
+        took = time.monotonic() - started
+        subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)
+    return took
+
+
+def cold_up(stack: BenchStack, command: str) -> float:
+    """`down --volumes`, then `up --wait` with the images already built: a first boot
+    (Postgres initdb, migrations, every healthcheck green)."""
+    stack.server_env = {"BENCH_APP_COMMAND": command}
+    stack.compose("down", "--volumes", "--remove-orphans")
+    started = time.monotonic()
+    stack.compose("up", "--detach", "--wait")
+    return time.monotonic() - started
+
+
+def profile_worker(pid: int, seconds: int) -> list[tuple[str, float]]:
+    """py-spy samples one worker (from the host: the container has no ptrace capability);
+    returns the functions with the largest share of samples, inclusive."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp, "stacks.txt")
+        subprocess.run([PY_SPY, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
+                        "--format", "raw", "--nonblocking", "--output", str(out)],
+                       capture_output=True, check=True, timeout=seconds + 60)  # fmt: skip
+        inclusive: collections.Counter[str] = collections.Counter()
+        total = 0
+        for line in out.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            total += int(count)
+            for frame in set(stack.split(";")):
+                inclusive[frame] += int(count)
+    return [(frame, 100 * n / total) for frame, n in inclusive.most_common(60)] if total else []

@@ -1,0 +1,164 @@
+"""docs/benchmarks.md, its chart and the raw figures (benchmarks.json) from one run."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+
+THIS = "this stack: Gunicorn + UvicornWorker"
+CHART = "benchmarks-latency.png"
+# Figures added by hand after reading a run (profile findings, before/after of a change).
+NOTES = Path(__file__).with_name("notes.md")
+
+
+def http_table(rows: list[dict[str, Any]]) -> list[str]:
+    base = {(r["endpoint"], r["connections"]): r["rps"] for r in rows if r["server"] == THIS}
+    out = [
+        "| server | endpoint | connections | requests/s | p50 ms | p99 ms | errors | x this stack "
+        "| Postgres connections (peak) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = r["rps"] / base[(r["endpoint"], r["connections"])] if base.get((r["endpoint"], r["connections"])) else 0
+        pg = str(r["pg_peak"]) if r["server"] != "nginx alone (return 200)" else "-"
+        out.append(
+            f"| {r['server']} | {r['endpoint']} | {r['connections']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {r['errors']} | {ratio:.2f} | {pg} |"
+        )
+    return out
+
+
+def chart(rows: list[dict[str, Any]], path: Path) -> None:
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for axis, endpoint in zip(axes, ("hello", "messages (Postgres)"), strict=True):
+        for server in dict.fromkeys(r["server"] for r in rows):
+            points = sorted((r["connections"], r["p50_ms"], r["p99_ms"]) for r in rows
+                            if r["server"] == server and r["endpoint"] == endpoint)  # fmt: skip
+            if not points:
+                continue
+            xs = [p[0] for p in points]
+            line = axis.plot(xs, [p[1] for p in points], marker="o", label=f"{server} p50")[0]
+            axis.plot(xs, [p[2] for p in points], marker="x", linestyle="--", color=line.get_color(),
+                      label=f"{server} p99")  # fmt: skip
+        axis.set_title(f"{endpoint}: latency against load (through nginx)")
+        axis.set_xlabel("concurrent connections (wrk)")
+        axis.set_ylabel("latency, ms (log)")
+        axis.set_yscale("log")
+        axis.grid(True, which="both", alpha=0.3)
+    axes[1].legend(fontsize=7, loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write(results: dict[str, Any], out: Path) -> list[Path]:
+    plan, m = results["plan"], results["machine"]
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Benchmarks: this stack against the servers a user might pick instead",
+        "",
+        f"Written by `scripts/bench`{' --smoke (a smoke run: figures mean nothing)' if results['smoke'] else ''} "
+        f"on {when}, in {results['took_seconds'] / 60:.1f} minutes. Every figure is from that one run on one "
+        "machine; load generator, servers, nginx, Postgres and Redis share its cores, so the ratios travel "
+        "better than the absolute numbers. Raw figures: `benchmarks.json`.",
+        "",
+        "## Machine",
+        "",
+        *(f"- {key}: {value}" for key, value in m.items()),
+        "",
+        "## 1. HTTP through nginx",
+        "",
+        f"wrk (one thread, `--latency`), {plan['seconds']:g} s per run, median of {plan['repeats']} runs, "
+        f"against `/api/hello/` and `/api/rooms/bench/messages/` (DRF, cursor pagination, a page of 50 "
+        f"messages from Postgres). Every server runs the same app image with {results['workers']} processes "
+        "(= cores) behind the same nginx (rate limits raised for the run); only the command differs. "
+        "`nginx alone` answers the hello JSON itself on the same nginx.conf: the ceiling.",
+        "",
+        *http_table(results["http"]),
+        "",
+        f"![latency against load]({CHART})",
+        "",
+        "## 2. Postgres connections",
+        "",
+        "The last column above is the highest count of the app's connections (`application_name = "
+        "'mainkode_example'`) in `pg_stat_activity`, polled every 0.2 s during each run. The bound is processes "
+        "x `DB_POOL_MAX_SIZE` (4): "
+        f"{results['workers']} x 4 = {results['workers'] * 4}.",
+        "",
+        "## 3. WebSocket fan-out",
+        "",
+        f"One sender, N receivers on `/ws/rooms/<slug>/` through nginx (spread by the kernel over "
+        f"{results['workers']} worker processes), {plan['messages']} messages each way, one every 0.25 s, "
+        "posted over REST (stored, then broadcast on commit) or sent on the sender's socket. Latency: from "
+        "just before the send to each receiver's arrival (client clock, same machine). Receivers run in 2 "
+        "client processes on the same 2 cores as the servers.",
+        "",
+        "| channel layer | via | receivers | deliveries expected | p50 ms | p99 ms | max ms | lost | duplicated |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r['layer']} | {r['via']} | {r['receivers']} | {r['receivers'] * r['messages']} | "
+            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} | {r['lost']} | {r['duplicated']} |"
+            for r in results["fanout"]
+        ),
+        "",
+        "## 4. Idle WebSocket connections",
+        "",
+    ]
+    c = results["capacity"]
+    held = max(c["opened"], 1)
+    lines += [
+        f"Target {c['target']} idle sockets on `/ws/chat/<room>/` (rooms of 100) through nginx, opened in "
+        f"{c['open_seconds']:.0f} s; {c['opened']} opened"
+        + (f" (stopped by: `{c['stopped_by']}`)" if c["stopped_by"] else "")
+        + f", {c['alive_after_10s']} still open 10 s later; a message between two of them "
+        + ("was" if c["room_message_delivered"] else "was NOT")
+        + " delivered while all were held.",
+        "",
+        "| process | RSS before, MiB | RSS with the sockets, MiB | per socket, KiB |",
+        "|---|---:|---:|---:|",
+        f"| app (every Gunicorn process) | {c['app_rss_before_mib']:.0f} | {c['app_rss_after_mib']:.0f} | "
+        f"{(c['app_rss_after_mib'] - c['app_rss_before_mib']) * 1024 / held:.1f} |",
+        f"| nginx | {c['nginx_rss_before_mib']:.0f} | {c['nginx_rss_after_mib']:.0f} | "
+        f"{(c['nginx_rss_after_mib'] - c['nginx_rss_before_mib']) * 1024 / held:.1f} |",
+        "",
+        "## 5. Operations",
+        "",
+        f"- cold `docker compose up --detach --wait` (images built, empty volume: initdb, migrations, every "
+        f"healthcheck green): {results['ops']['cold_up_seconds']:.1f} s",
+        f"- rebuild of the app image after a one-line edit of `app/chat/views.py`: "
+        f"{results['ops']['rebuild_seconds']:.1f} s",
+        f"- image sizes: app {results['ops']['app_image_mib']:.0f} MiB, proxy (nginx + static files) "
+        f"{results['ops']['proxy_image_mib']:.0f} MiB",
+        "",
+        "## Where a worker's time goes",
+        "",
+    ]
+    p = results["profile"]
+    if p["top"]:
+        lines += [
+            f"py-spy (from the host, 200 Hz, {plan['profile_seconds']} s) on one worker of this stack under "
+            f"wrk with {p['connections']} connections on `{p['endpoint']}`. Share of samples in which each "
+            "function is on the stack (inclusive; idle time in the event loop included):",
+            "",
+            "| function | share of samples |",
+            "|---|---:|",
+            *(f"| `{frame}` | {share:.1f}% |" for frame, share in p["top"][:25]),
+            "",
+        ]
+    else:
+        lines += [f"No profile: {p['error']}", ""]
+    if NOTES.exists():
+        lines += [NOTES.read_text().rstrip(), ""]
+    doc = out / "benchmarks.md"
+    doc.write_text("\n".join(lines))
+    chart(results["http"], out / CHART)
+    raw = out / "benchmarks.json"
+    raw.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    return [doc, out / CHART, raw]

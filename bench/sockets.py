@@ -1,0 +1,183 @@
+"""Scenario 3 (fan-out latency to N receivers) and 4 (idle sockets held)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import resource
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+SUBPROTOCOL = Subprotocol("mainkode.v1")
+
+
+def raise_open_files_limit() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def open_many(url: str, count: int, batch: int = 200, **kwargs: Any) -> tuple[list[ClientConnection], str]:
+    """Open up to `count` sockets, `batch` at a time; stop at the first failing batch
+    and say why."""
+    opened: list[ClientConnection] = []
+    while len(opened) < count:
+        size = min(batch, count - len(opened))
+        results = await asyncio.gather(
+            *(connect(url, open_timeout=30, ping_interval=None, **kwargs) for _ in range(size)),
+            return_exceptions=True,
+        )
+        opened += [r for r in results if isinstance(r, ClientConnection)]
+        failures = [r for r in results if not isinstance(r, ClientConnection)]
+        if failures:
+            return opened, repr(failures[0])
+    return opened, ""
+
+
+# --- fan-out ---------------------------------------------------------------------------------
+
+
+def _receive_in_child(url: str, count: int, ready: Any, stop: Any, results: Any) -> None:
+    """A client process holding `count` receivers; reports (body, receive time) pairs."""
+    raise_open_files_limit()
+
+    async def main() -> None:
+        sockets, error = await open_many(url, count, subprotocols=[SUBPROTOCOL])
+        got: list[tuple[str, float]] = []
+
+        async def read(ws: ClientConnection) -> None:
+            with contextlib.suppress(Exception):
+                async for frame in ws:
+                    got.append((json.loads(frame)["body"], time.time()))
+
+        readers = [asyncio.create_task(read(ws)) for ws in sockets]
+        ready.put((len(sockets), error))
+        await asyncio.to_thread(stop.wait)
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+        results.put(got)
+
+    asyncio.run(main())
+
+
+@dataclass
+class FanoutResult:
+    receivers: int
+    messages: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    lost: int
+    duplicated: int
+
+
+async def fanout(
+    http: str, ws: str, slug: str, token: str, *, receivers: int, messages: int, via: str, processes: int = 2
+) -> FanoutResult:
+    """One sender posts `messages` (via "rest" or "socket"), one every 0.25 s; receivers in
+    `processes` client processes record when each arrives."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, results, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+    url = f"{ws}/ws/rooms/{slug}/"
+    shares = [receivers // processes + (i < receivers % processes) for i in range(processes)]
+    children = [ctx.Process(target=_receive_in_child, args=(url, n, ready, stop, results)) for n in shares]
+    for child in children:
+        child.start()
+    try:
+        for _ in children:
+            opened, error = await asyncio.to_thread(ready.get, True, 300)
+            if error:
+                raise RuntimeError(f"fan-out: a receiver process opened {opened} sockets, then: {error}")
+        sent_at: dict[str, float] = {}
+        headers = {"Authorization": f"Token {token}"}
+        sender_ws = await connect(url, subprotocols=[SUBPROTOCOL, Subprotocol(f"auth.{token}")])
+        async with httpx.AsyncClient(base_url=http, headers=headers, timeout=30) as client:
+            for i in range(messages):
+                body = f"{via}-{i}-{time.monotonic_ns()}"
+                sent_at[body] = time.time()
+                if via == "rest":
+                    response = await client.post(f"/api/rooms/{slug}/messages/", json={"body": body})
+                    response.raise_for_status()
+                else:
+                    await sender_ws.send(json.dumps({"body": body}))
+                await asyncio.sleep(0.25)
+        await asyncio.sleep(3)  # the last message's stragglers
+        await sender_ws.close()
+    finally:
+        stop.set()
+        gathered = [await asyncio.to_thread(results.get, True, 120) for _ in children]
+        for child in children:
+            child.join(timeout=30)
+    latencies: list[float] = []
+    seen: dict[str, int] = {}
+    for got in gathered:
+        for body, at in got:
+            if body in sent_at:
+                seen[body] = seen.get(body, 0) + 1
+                latencies.append((at - sent_at[body]) * 1000)
+    deliveries = len(latencies)
+    latencies.sort()
+    expected = receivers * messages
+    duplicated = sum(max(0, n - receivers) for n in seen.values())
+    return FanoutResult(
+        receivers=receivers,
+        messages=messages,
+        p50_ms=statistics.median(latencies) if latencies else float("nan"),
+        p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else float("nan"),
+        max_ms=latencies[-1] if latencies else float("nan"),
+        lost=max(0, expected - (deliveries - duplicated)),
+        duplicated=duplicated,
+    )
+
+
+# --- capacity --------------------------------------------------------------------------------
+
+
+@dataclass
+class CapacityResult:
+    target: int
+    opened: int
+    alive_after_10s: int
+    stopped_by: str
+    open_seconds: float
+    room_message_delivered: bool
+
+
+async def hold_idle_sockets(ws: str, target: int, per_room: int = 100) -> tuple[CapacityResult, list[ClientConnection]]:
+    """Open `target` idle sockets (rooms of `per_room`) through nginx; the caller measures
+    memory while they are held, then closes them."""
+    raise_open_files_limit()
+    sockets: list[ClientConnection] = []
+    stopped_by = ""
+    started = time.monotonic()
+    for room in range(0, target, per_room):
+        batch, stopped_by = await open_many(f"{ws}/ws/chat/idle-{room // per_room}/", min(per_room, target - room))
+        sockets += batch
+        if stopped_by:
+            break
+    open_seconds = time.monotonic() - started
+    await asyncio.sleep(10)
+    alive = sum(1 for s in sockets if s.close_code is None)
+    delivered = False
+    if len(sockets) >= 2:  # a message still crosses the room between two idle sockets
+        await sockets[0].send(json.dumps({"message": "still here?"}))
+        with contextlib.suppress(TimeoutError):
+            for _ in range(2):
+                frame = json.loads(await asyncio.wait_for(sockets[1].recv(), 10))
+                if frame.get("message") == "still here?":
+                    delivered = True
+                    break
+    return CapacityResult(target, len(sockets), alive, stopped_by, open_seconds, delivered), sockets
+
+
+async def close_all(sockets: list[ClientConnection]) -> None:
+    for start in range(0, len(sockets), 500):
+        await asyncio.gather(*(s.close() for s in sockets[start : start + 500]), return_exceptions=True)

@@ -1,0 +1,149 @@
+"""The benchmark's own compose project: docker-compose.yml plus bench/compose.yml, on a
+free loopback port, with limits raised so nginx measures the servers, not its guards."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = "mainkode-bench"
+FILES = ("docker-compose.yml", "bench/compose.yml")
+
+# In a container: resident memory (KiB) of every process whose command line has `needle`.
+RSS = (
+    "import os, sys\n"
+    "total = 0\n"
+    "for pid in (p for p in os.listdir('/proc') if p.isdigit()):\n"
+    "    try:\n"
+    "        if sys.argv[1].encode() in open(f'/proc/{pid}/cmdline', 'rb').read():\n"
+    "            total += int(open(f'/proc/{pid}/status').read().split('VmRSS:')[1].split()[0])\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "print(total)"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class BenchStack:
+    workdir: Path
+    workers: int
+    port: int = field(default_factory=free_port)
+    ceiling_port: int = field(default_factory=free_port)
+    server_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def env_file(self) -> Path:
+        return self.workdir / "bench.env"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def write_env(self) -> None:
+        overrides = {
+            "HTTP_PORT": str(self.port),
+            "BENCH_CEILING_PORT": str(self.ceiling_port),
+            "APP_TAG": "bench",
+            "GUNICORN_WORKERS": str(self.workers),
+            # nginx's per-address guards would measure themselves: one client does all.
+            "NGINX_API_RATE": "1000000r/s",
+            "NGINX_API_BURST": "1000000",
+            "NGINX_WS_CONN_PER_ADDRESS": "20000",
+        }
+        lines = [
+            line for line in (ROOT / ".env.example").read_text().splitlines() if line.split("=", 1)[0] not in overrides
+        ]
+        self.env_file.write_text("\n".join([*lines, *(f"{k}={v}" for k, v in overrides.items())]) + "\n")
+
+    def compose(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
+        files = [arg for name in FILES for arg in ("--file", name)]
+        command = ["docker", "compose", "--project-name", PROJECT, *files, "--env-file", str(self.env_file), *args]
+        defined = {line.split("=", 1)[0] for line in self.env_file.read_text().splitlines() if "=" in line}
+        env = {k: v for k, v in os.environ.items() if k not in defined} | self.server_env
+        result = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def serve(self, command: str, replicas: int = 1, **env: str) -> float:
+        """(Re)start the app service under `command`; seconds until every replica is healthy."""
+        self.server_env = {"BENCH_APP_COMMAND": command, **env}
+        started = time.monotonic()
+        self.compose("up", "--detach", "--wait", "--no-deps", "--scale", f"app={replicas}", "--force-recreate", "app")
+        took = time.monotonic() - started
+        self.wait_until_nginx_routes()
+        return took
+
+    def wait_until_nginx_routes(self) -> None:
+        """nginx re-resolves `app` every 10 s: until then it still tries the replaced
+        containers. Measuring starts once 11 s have passed and 20 answers in a row are 200."""
+        started, in_a_row = time.monotonic(), 0
+        with httpx.Client(timeout=5) as client:
+            while in_a_row < 20 or time.monotonic() - started < 11:
+                try:
+                    ok = client.get(f"{self.http}/api/hello/").status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                in_a_row = in_a_row + 1 if ok else 0
+                if time.monotonic() - started > 120:
+                    raise RuntimeError("nginx did not route to the new app containers within 120 s")
+                time.sleep(0.05)
+
+    def up(self, command: str) -> None:
+        self.server_env = {"BENCH_APP_COMMAND": command}
+        self.compose("down", "--volumes", "--remove-orphans", check=False)
+        self.compose("up", "--detach", "--wait", "--build")
+
+    def down(self) -> None:
+        self.compose("down", "--volumes", "--remove-orphans", "--timeout", "10", check=False)
+
+    def rss_kib(self, service: str, needle: str) -> int:
+        ids = self.compose("ps", "--quiet", service).stdout.split()
+        return sum(
+            int(subprocess.run(["docker", "exec", cid, "python", "-c", RSS, needle], capture_output=True,
+                               text=True, check=True).stdout)
+            for cid in ids
+        )  # fmt: skip
+
+    def nginx_rss_kib(self) -> int:
+        """nginx has no Python: its master's and workers' VmRSS from `ps` on the host."""
+        cid = self.compose("ps", "--quiet", "nginx").stdout.strip()
+        top = subprocess.run(["docker", "top", cid, "-o", "pid,rss"], capture_output=True, text=True, check=True)
+        return sum(int(line.split()[1]) for line in top.stdout.splitlines()[1:])
+
+    def sql(self, query: str) -> str:
+        return self.compose(
+            "exec", "-T", "postgres", "sh", "-c",
+            f'exec psql --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" -tAc "{query}"',
+        ).stdout.strip()  # fmt: skip
+
+    def app_container_pids(self) -> list[int]:
+        """Host PIDs of the Gunicorn/uvicorn worker processes (for py-spy)."""
+        pids = []
+        for cid in self.compose("ps", "--quiet", "app").stdout.split():
+            top = subprocess.run(["docker", "top", cid, "-o", "pid,ppid,args"], capture_output=True, text=True,
+                                 check=True).stdout.splitlines()[1:]  # fmt: skip
+            rows = [line.split(None, 2) for line in top]
+            parents = {pid for pid, _, _ in rows}
+            pids += [int(pid) for pid, ppid, _ in rows if ppid in parents]
+        return pids

@@ -1,0 +1,37 @@
+"""scripts/bench --smoke: every scenario for a few seconds, so the harness cannot rot.
+Checks that it ran and wrote its document; never how fast anything was."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.stack.conftest import ROOT, leftovers
+
+pytestmark = pytest.mark.stack
+
+
+def test_bench_smoke_runs_every_scenario_and_writes_the_document(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "bench"), "--smoke", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=1200, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    doc = (tmp_path / "benchmarks.md").read_text()
+    for section in ("## 1. HTTP", "## 2. Postgres", "## 3. WebSocket fan-out", "## 4. Idle", "## 5. Operations"):
+        assert section in doc
+    assert (tmp_path / "benchmarks-latency.png").read_bytes().startswith(b"\x89PNG")
+    figures = json.loads((tmp_path / "benchmarks.json").read_text())
+    servers = {row["server"] for row in figures["http"]}
+    assert len(servers) == 5  # four servers of the app and nginx alone
+    assert all(row["requests"] > 0 and row["errors"] == 0 for row in figures["http"]), figures["http"]
+    assert {(row["layer"], row["via"]) for row in figures["fanout"]} == {
+        (layer, via) for layer in ("core", "pubsub") for via in ("rest", "socket")
+    }
+    assert all(row["lost"] == 0 and row["duplicated"] == 0 for row in figures["fanout"]), figures["fanout"]
+    assert figures["capacity"]["opened"] == figures["capacity"]["target"]
+    assert figures["ops"]["app_image_mib"] > 0
+    assert not any(leftovers("mainkode-bench").values()), "the bench left its stack behind"
