@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,22 +23,26 @@ from bench.stack import ROOT, BenchStack
 STACK = "gunicorn mainkode_example.asgi:application"  # the image's own command
 
 
-def servers(workers: int) -> list[tuple[str, str, int]]:
-    """(name, command, replicas): the same app, the same process count, behind the same nginx."""
+def servers(workers: int) -> list[tuple[str, str, int, dict[str, str]]]:
+    """(name, command, replicas, app env): the same app, the same process count, behind the
+    same nginx."""
     return [
-        ("this stack: Gunicorn + UvicornWorker", STACK, 1),
-        ("Gunicorn sync WSGI workers", "gunicorn mainkode_example.wsgi:application --worker-class sync", 1),
+        ("this stack: Gunicorn + UvicornWorker", STACK, 1, {}),
+        ("this stack, DJANGO_HTTP_HANDLER=asgi", STACK, 1, {"DJANGO_HTTP_HANDLER": "asgi"}),
+        ("Gunicorn sync WSGI workers", "gunicorn mainkode_example.wsgi:application --worker-class sync", 1, {}),
         (
             f"uvicorn --workers {workers}",
             f"uvicorn mainkode_example.asgi:application --host 0.0.0.0 --port 8000 --workers {workers} "
             "--loop uvloop --http httptools --ws websockets-sansio --lifespan off --no-access-log "
             "--proxy-headers --forwarded-allow-ips *",
             1,
+            {},
         ),
         (
             f"daphne ({workers} replicas of one process)",
             "daphne --bind 0.0.0.0 --port 8000 --proxy-headers mainkode_example.asgi:application",
             workers,
+            {},
         ),
     ]
 
@@ -108,31 +113,45 @@ def main() -> int:
             stack.up(STACK)
             token = stack.compose("exec", "-T", "app", "python", "manage.py", "shell", "-c", SEED).stdout.split()[-1]
             results["machine"] = machine(stack)
-            results["http"] = run_http(stack, workers, plan)
-            results["fanout"] = run_fanout(stack, token, plan)
-            results["capacity"] = run_capacity(stack, plan)
-            results["profile"] = run_profile(stack, plan)
-            results["ops"] = {
-                "cold_up_seconds": ops.cold_up(stack, STACK),
-                "rebuild_seconds": ops.rebuild_after_one_line_edit(),
-                "app_image_mib": ops.image_mib("mainkode-example/app:bench"),
-                "proxy_image_mib": ops.image_mib("mainkode-example/proxy:bench"),
+            scenarios: dict[str, Callable[[], object]] = {
+                "http": lambda: run_http(stack, workers, plan),
+                "fanout": lambda: run_fanout(stack, token, plan),
+                "profile": lambda: run_profile(stack, plan),
+                "capacity": lambda: run_capacity(stack, plan),
+                "ops": lambda: run_ops(stack),
             }
-            print(f"bench: operations {results['ops']}", flush=True)
+            for name, scenario in scenarios.items():
+                try:
+                    results[name] = scenario()
+                except Exception as error:
+                    results["failed"] = {**results.get("failed", {}), name: repr(error)[:2000]}  # type: ignore[dict-item]
+                    print(f"bench: scenario {name} failed: {error!r}", flush=True)
+                    stack.serve(STACK)  # a known state for the next one
         finally:
             stack.down()
     results["took_seconds"] = time.monotonic() - started
     args.out.mkdir(parents=True, exist_ok=True)
     written = report.write(results, args.out)
     print(f"bench: wrote {', '.join(str(p) for p in written)} in {results['took_seconds']:.0f} s")
-    return 0
+    return 1 if "failed" in results else 0
+
+
+def run_ops(stack: BenchStack) -> dict[str, float]:
+    found = {
+        "cold_up_seconds": ops.cold_up(stack, STACK),
+        "rebuild_seconds": ops.rebuild_after_one_line_edit(),
+        "app_image_mib": ops.image_mib("mainkode-example/app:bench"),
+        "proxy_image_mib": ops.image_mib("mainkode-example/proxy:bench"),
+    }
+    print(f"bench: operations {found}", flush=True)
+    return found
 
 
 def run_http(stack: BenchStack, workers: int, plan: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     endpoints = {"hello": "/api/hello/", "messages (Postgres)": "/api/rooms/bench/messages/"}
-    for name, command, replicas in servers(workers):
-        switch = stack.serve(command, replicas)
+    for name, command, replicas, env in servers(workers):
+        switch = stack.serve(command, replicas, **env)
         print(f"bench: {name} up in {switch:.1f} s", flush=True)
         http_load.wrk(f"{stack.http}/api/hello/", 16, 1 if plan["seconds"] < 2 else 3)  # warm-up
         for endpoint, path in endpoints.items():
@@ -177,7 +196,7 @@ def run_fanout(stack: BenchStack, token: str, plan: dict[str, Any]) -> list[dict
 def run_capacity(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
     async def measure() -> dict[str, Any]:
         app_before, nginx_before = stack.rss_kib("app", "gunicorn"), stack.nginx_rss_kib()
-        result, held = await sockets.hold_idle_sockets(stack.ws, plan["idle_sockets"])
+        result, held = await sockets.hold_idle_sockets(stack.nginx_ws_direct(), plan["idle_sockets"])
         app_after, nginx_after = stack.rss_kib("app", "gunicorn"), stack.nginx_rss_kib()
         await sockets.close_all(held)
         return {**asdict(result), "app_rss_before_mib": app_before / 1024, "app_rss_after_mib": app_after / 1024,
@@ -198,7 +217,7 @@ def run_profile(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
     try:
         top = ops.profile_worker(pid, plan["profile_seconds"])
     except (subprocess.CalledProcessError, FileNotFoundError) as error:
-        top, why = [], f"py-spy failed: {error}"
+        top, why = {"inclusive": [], "self": []}, f"py-spy failed: {error}"
     else:
         why = ""
     load.join()

@@ -35,7 +35,9 @@ def wrk(url: str, connections: int, seconds: float) -> WrkResult:
          "--timeout", "10s", "--latency", url],
         capture_output=True, text=True, timeout=seconds + 60, check=True,
     ).stdout  # fmt: skip
-    percentile = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.MULTILINE))
+    percentile = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+(?:us|ms|s))", out, re.MULTILINE))
+    if set(percentile) != {"50", "99"}:
+        raise RuntimeError(f"wrk printed no latency distribution:\n{out}")
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return WrkResult(
@@ -58,11 +60,21 @@ def median_of(runs: list[WrkResult]) -> WrkResult:
 
 
 class ConnectionWatcher:
-    """Polls pg_stat_activity for the app's connections (its pool names them) while a run
-    goes; keeps the highest count seen."""
+    """Counts the app's connections (its pool names them) in pg_stat_activity every 0.2 s
+    while a run goes, through one long-lived psql (a `docker exec` per poll would steal
+    the servers' CPU); keeps the highest count seen."""
+
+    QUERY = "select count(*) from pg_stat_activity where application_name = 'mainkode_example';\n"
 
     def __init__(self, stack: BenchStack) -> None:
-        self.stack = stack
+        cid = stack.compose("ps", "--quiet", "postgres").stdout.strip()
+        self.psql = subprocess.Popen(
+            ["docker", "exec", "-i", cid, "sh", "-c", 'exec psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAq'],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        if self.psql.stdin is None or self.psql.stdout is None:
+            raise RuntimeError("psql has no pipes")
+        self.stdin, self.stdout = self.psql.stdin, self.psql.stdout
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -74,9 +86,12 @@ class ConnectionWatcher:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        self.stdin.close()
+        self.psql.wait(timeout=30)
 
     def _run(self) -> None:
-        query = "select count(*) from pg_stat_activity where application_name = 'mainkode_example'"
         while not self._stop.is_set():
-            self.peak = max(self.peak, int(self.stack.sql(query) or 0))
+            self.stdin.write(self.QUERY)
+            self.stdin.flush()
+            self.peak = max(self.peak, int(self.stdout.readline().strip() or 0))
             time.sleep(0.2)

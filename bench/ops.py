@@ -50,21 +50,31 @@ def cold_up(stack: BenchStack, command: str) -> float:
     return time.monotonic() - started
 
 
-def profile_worker(pid: int, seconds: int) -> list[tuple[str, float]]:
-    """py-spy samples one worker (from the host: the container has no ptrace capability);
-    returns the functions with the largest share of samples, inclusive."""
+def profile_worker(pid: int, seconds: int) -> dict[str, list[tuple[str, float]]]:
+    """py-spy samples one worker (from the host: the container has no ptrace capability;
+    blocking mode, so waiting threads count as idle and are left out). Returns the
+    functions with the largest share of samples: on the stack at all (inclusive), and
+    running themselves (self)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp, "stacks.txt")
-        subprocess.run([PY_SPY, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
-                        "--format", "raw", "--nonblocking", "--output", str(out)],
+        subprocess.run([PY_SPY, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "100",
+                        "--format", "raw", "--output", str(out)],
                        capture_output=True, check=True, timeout=seconds + 60)  # fmt: skip
         inclusive: collections.Counter[str] = collections.Counter()
+        own: collections.Counter[str] = collections.Counter()
         total = 0
         for line in out.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
             if not count.isdigit():
                 continue
+            frames = stack.split(";")
             total += int(count)
-            for frame in set(stack.split(";")):
+            own[frames[-1]] += int(count)
+            for frame in set(frames):
                 inclusive[frame] += int(count)
-    return [(frame, 100 * n / total) for frame, n in inclusive.most_common(60)] if total else []
+    if not total:
+        return {"inclusive": [], "self": []}
+    return {
+        "inclusive": [(frame, 100 * n / total) for frame, n in inclusive.most_common(40)],
+        "self": [(frame, 100 * n / total) for frame, n in own.most_common(20)],
+    }

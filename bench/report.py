@@ -52,29 +52,15 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
         axis.set_ylabel("latency, ms (log)")
         axis.set_yscale("log")
         axis.grid(True, which="both", alpha=0.3)
-    axes[1].legend(fontsize=7, loc="upper left")
+    axes[0].legend(fontsize=6, loc="upper left")  # the left chart has every series (nginx alone too)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
-def write(results: dict[str, Any], out: Path) -> list[Path]:
-    plan, m = results["plan"], results["machine"]
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
-        "# Benchmarks: this stack against the servers a user might pick instead",
-        "",
-        f"Written by `scripts/bench`{' --smoke (a smoke run: figures mean nothing)' if results['smoke'] else ''} "
-        f"on {when}, in {results['took_seconds'] / 60:.1f} minutes. Every figure is from that one run on one "
-        "machine; load generator, servers, nginx, Postgres and Redis share its cores, so the ratios travel "
-        "better than the absolute numbers. Raw figures: `benchmarks.json`.",
-        "",
-        "## Machine",
-        "",
-        *(f"- {key}: {value}" for key, value in m.items()),
-        "",
-        "## 1. HTTP through nginx",
-        "",
+def section_http(results: dict[str, Any]) -> list[str]:
+    plan = results["plan"]
+    return [
         f"wrk (one thread, `--latency`), {plan['seconds']:g} s per run, median of {plan['repeats']} runs, "
         f"against `/api/hello/` and `/api/rooms/bench/messages/` (DRF, cursor pagination, a page of 50 "
         f"messages from Postgres). Every server runs the same app image with {results['workers']} processes "
@@ -89,16 +75,18 @@ def write(results: dict[str, Any], out: Path) -> list[Path]:
         "",
         "The last column above is the highest count of the app's connections (`application_name = "
         "'mainkode_example'`) in `pg_stat_activity`, polled every 0.2 s during each run. The bound is processes "
-        "x `DB_POOL_MAX_SIZE` (4): "
-        f"{results['workers']} x 4 = {results['workers'] * 4}.",
-        "",
-        "## 3. WebSocket fan-out",
-        "",
+        f"x `DB_POOL_MAX_SIZE` (4): {results['workers']} x 4 = {results['workers'] * 4}.",
+    ]
+
+
+def section_fanout(results: dict[str, Any]) -> list[str]:
+    plan = results["plan"]
+    return [
         f"One sender, N receivers on `/ws/rooms/<slug>/` through nginx (spread by the kernel over "
         f"{results['workers']} worker processes), {plan['messages']} messages each way, one every 0.25 s, "
         "posted over REST (stored, then broadcast on commit) or sent on the sender's socket. Latency: from "
         "just before the send to each receiver's arrival (client clock, same machine). Receivers run in 2 "
-        "client processes on the same 2 cores as the servers.",
+        "client processes on the same cores as the servers.",
         "",
         "| channel layer | via | receivers | deliveries expected | p50 ms | p99 ms | max ms | lost | duplicated |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -107,13 +95,13 @@ def write(results: dict[str, Any], out: Path) -> list[Path]:
             f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} | {r['lost']} | {r['duplicated']} |"
             for r in results["fanout"]
         ),
-        "",
-        "## 4. Idle WebSocket connections",
-        "",
     ]
+
+
+def section_capacity(results: dict[str, Any]) -> list[str]:
     c = results["capacity"]
     held = max(c["opened"], 1)
-    lines += [
+    return [
         f"Target {c['target']} idle sockets on `/ws/chat/<room>/` (rooms of 100) through nginx, opened in "
         f"{c['open_seconds']:.0f} s; {c['opened']} opened"
         + (f" (stopped by: `{c['stopped_by']}`)" if c["stopped_by"] else "")
@@ -127,38 +115,78 @@ def write(results: dict[str, Any], out: Path) -> list[Path]:
         f"{(c['app_rss_after_mib'] - c['app_rss_before_mib']) * 1024 / held:.1f} |",
         f"| nginx | {c['nginx_rss_before_mib']:.0f} | {c['nginx_rss_after_mib']:.0f} | "
         f"{(c['nginx_rss_after_mib'] - c['nginx_rss_before_mib']) * 1024 / held:.1f} |",
-        "",
-        "## 5. Operations",
-        "",
+    ]
+
+
+def section_ops(results: dict[str, Any]) -> list[str]:
+    o = results["ops"]
+    return [
         f"- cold `docker compose up --detach --wait` (images built, empty volume: initdb, migrations, every "
-        f"healthcheck green): {results['ops']['cold_up_seconds']:.1f} s",
-        f"- rebuild of the app image after a one-line edit of `app/chat/views.py`: "
-        f"{results['ops']['rebuild_seconds']:.1f} s",
-        f"- image sizes: app {results['ops']['app_image_mib']:.0f} MiB, proxy (nginx + static files) "
-        f"{results['ops']['proxy_image_mib']:.0f} MiB",
+        f"healthcheck green): {o['cold_up_seconds']:.1f} s",
+        f"- rebuild of the app image after a one-line edit of `app/chat/views.py`: {o['rebuild_seconds']:.1f} s",
+        f"- image sizes: app {o['app_image_mib']:.0f} MiB, proxy (nginx + static files) {o['proxy_image_mib']:.0f} MiB",
+    ]
+
+
+def section_profile(results: dict[str, Any]) -> list[str]:
+    p, plan = results["profile"], results["plan"]
+    if not p["top"]["inclusive"]:
+        return [f"No profile: {p['error']}"]
+    # Frames every sample shares (thread bootstrap, the executor loop) say nothing.
+    boring = ("threading.py", "concurrent/futures/thread.py", "<module>", "gunicorn/arbiter.py", "gunicorn/app/")
+    inclusive = [(f, share) for f, share in p["top"]["inclusive"] if not any(b in f for b in boring)]
+    return [
+        f"py-spy (from the host, 100 Hz, {plan['profile_seconds']} s, idle threads left out) on one worker of "
+        f"this stack under wrk with {p['connections']} connections on `{p['endpoint']}`.",
         "",
-        "## Where a worker's time goes",
+        "| function (on the stack) | share of samples |",
+        "|---|---:|",
+        *(f"| `{frame}` | {share:.1f}% |" for frame, share in inclusive[:25]),
+        "",
+        "| function (running itself) | share of samples |",
+        "|---|---:|",
+        *(f"| `{frame}` | {share:.1f}% |" for frame, share in p["top"]["self"][:15]),
+    ]
+
+
+SECTIONS = [
+    ("http", "## 1. HTTP through nginx", section_http),
+    ("fanout", "## 3. WebSocket fan-out", section_fanout),
+    ("capacity", "## 4. Idle WebSocket connections", section_capacity),
+    ("ops", "## 5. Operations", section_ops),
+    ("profile", "## Where a worker's time goes", section_profile),
+]
+
+
+def write(results: dict[str, Any], out: Path) -> list[Path]:
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    smoke = " --smoke (a smoke run: figures mean nothing)" if results["smoke"] else ""
+    lines = [
+        "# Benchmarks: this stack against the servers a user might pick instead",
+        "",
+        f"Written by `scripts/bench`{smoke} on {when}, in {results['took_seconds'] / 60:.1f} minutes. Every "
+        "figure is from that one run on one machine; load generator, servers, nginx, Postgres and Redis share "
+        "its cores, so the ratios travel better than the absolute numbers. Raw figures: `benchmarks.json`.",
+        "",
+        "## Machine",
+        "",
+        *(f"- {key}: {value}" for key, value in results["machine"].items()),
         "",
     ]
-    p = results["profile"]
-    if p["top"]:
-        lines += [
-            f"py-spy (from the host, 200 Hz, {plan['profile_seconds']} s) on one worker of this stack under "
-            f"wrk with {p['connections']} connections on `{p['endpoint']}`. Share of samples in which each "
-            "function is on the stack (inclusive; idle time in the event loop included):",
-            "",
-            "| function | share of samples |",
-            "|---|---:|",
-            *(f"| `{frame}` | {share:.1f}% |" for frame, share in p["top"][:25]),
-            "",
-        ]
-    else:
-        lines += [f"No profile: {p['error']}", ""]
-    if NOTES.exists():
+    if NOTES.exists() and not results["smoke"]:
         lines += [NOTES.read_text().rstrip(), ""]
+    for key, title, render in SECTIONS:
+        lines += [title, ""]
+        if key in results:
+            lines += [*render(results), ""]
+        else:
+            lines += [f"Not measured in this run: `{results.get('failed', {}).get(key, 'skipped')}`", ""]
     doc = out / "benchmarks.md"
     doc.write_text("\n".join(lines))
-    chart(results["http"], out / CHART)
+    written = [doc]
+    if "http" in results:
+        chart(results["http"], out / CHART)
+        written.append(out / CHART)
     raw = out / "benchmarks.json"
     raw.write_text(json.dumps(results, indent=1, default=str) + "\n")
-    return [doc, out / CHART, raw]
+    return [*written, raw]

@@ -166,12 +166,16 @@ async def hold_idle_sockets(ws: str, target: int, per_room: int = 100) -> tuple[
     open_seconds = time.monotonic() - started
     await asyncio.sleep(10)
     alive = sum(1 for s in sockets if s.close_code is None)
+    if alive < len(sockets) and not stopped_by:
+        closed = next(s for s in sockets if s.close_code is not None)
+        stopped_by = f"{len(sockets) - alive} closed while held, e.g. {closed.close_code} {closed.close_reason!r}"
     delivered = False
-    if len(sockets) >= 2:  # a message still crosses the room between two idle sockets
-        await sockets[0].send(json.dumps({"message": "still here?"}))
+    first_room = [s for s in sockets[:per_room] if s.close_code is None]
+    if len(first_room) >= 2:  # a message still crosses the first room between two of its sockets
+        await first_room[0].send(json.dumps({"message": "still here?"}))
         with contextlib.suppress(TimeoutError):
             for _ in range(2):
-                frame = json.loads(await asyncio.wait_for(sockets[1].recv(), 10))
+                frame = json.loads(await asyncio.wait_for(first_room[1].recv(), 10))
                 if frame.get("message") == "still here?":
                     delivered = True
                     break

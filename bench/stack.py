@@ -117,6 +117,18 @@ class BenchStack:
     def down(self) -> None:
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "10", check=False)
 
+    def nginx_ws_direct(self) -> str:
+        """ws:// to nginx's own address on the compose network, not its published loopback
+        port: on loopback Docker puts its userland proxy (docker-proxy) in the path, and
+        here it stopped accepting (every published connection dropped) at about 3,300
+        sockets. Traffic from other machines reaches nginx through iptables DNAT instead."""
+        cid = self.compose("ps", "--quiet", "nginx").stdout.strip()
+        address = subprocess.run(
+            ["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", cid],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()[0]  # fmt: skip
+        return f"ws://{address}:80"
+
     def rss_kib(self, service: str, needle: str) -> int:
         ids = self.compose("ps", "--quiet", service).stdout.split()
         return sum(

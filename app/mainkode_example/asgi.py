@@ -1,7 +1,9 @@
 """ASGI entry point: `gunicorn mainkode_example.asgi:application -k uvicorn_worker.UvicornWorker`.
 
-HTTP goes to Django (urls -> views); WebSocket goes through the Origin policy and the
-session/auth middleware to the Channels routing (routing -> consumers).
+HTTP goes to Django (urls -> views): through its WSGI handler in a thread pool
+(http_threads.py; the default) or its ASGI handler (DJANGO_HTTP_HANDLER=asgi). WebSocket
+goes through the Origin policy and the session/auth middleware to the Channels routing
+(routing -> consumers).
 """
 
 import os
@@ -16,15 +18,24 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 from mainkode_example.access_log import AccessLogMiddleware  # noqa: E402
+from mainkode_example.http_threads import ThreadedWsgiApp  # noqa: E402
 from mainkode_example.routing import websocket_urlpatterns  # noqa: E402
 from mainkode_example.ws_origin import BrowserOriginValidator  # noqa: E402
+
+http_app = (
+    django_asgi_app
+    if settings.HTTP_HANDLER == "asgi"
+    else ThreadedWsgiApp(get_wsgi_application(), threads=settings.HTTP_THREADS)
+)
 
 application = AccessLogMiddleware(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
+            "http": http_app,
             "websocket": BrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         }
     )

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as redis
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -82,23 +82,37 @@ async def readiness() -> tuple[bool, dict[str, str]]:
 
 
 class LivenessMiddleware:
-    """Answers the two probe paths before any other middleware runs."""
+    """Answers the two probe paths before any other middleware runs. Sync and async, so
+    Django never adapts it (under the threaded WSGI handler of http_threads.py it runs in
+    the request's thread; under Django's ASGI handler, on the event loop)."""
 
     async_capable = True
-    sync_capable = False
+    sync_capable = True
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
-        if iscoroutinefunction(self.get_response):
+        self.async_mode = iscoroutinefunction(self.get_response)
+        if self.async_mode:
             markcoroutinefunction(self)
 
-    async def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
         if request.path == LIVENESS_PATH:
             return JsonResponse({"status": "ok"})
         if request.path == READINESS_PATH:
-            ready, checks = await readiness()
-            return JsonResponse(
-                {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
-            )
+            # In a pool thread of http_threads.py this runs on the worker's event loop.
+            return readiness_response(*async_to_sync(readiness)())
+        return self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == LIVENESS_PATH:
+            return JsonResponse({"status": "ok"})
+        if request.path == READINESS_PATH:
+            return readiness_response(*await readiness())
         response: HttpResponse = await self.get_response(request)
         return response
+
+
+def readiness_response(ready: bool, checks: dict[str, str]) -> JsonResponse:
+    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)

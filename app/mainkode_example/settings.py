@@ -80,6 +80,14 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# How asgi.py serves plain HTTP. "wsgi" (default): Django's WSGI handler, one request per
+# thread of a pool of DJANGO_HTTP_THREADS per worker process (http_threads.py says why:
+# one thread switch per request instead of one per middleware hook). "asgi": Django's
+# ASGI handler (async views and streaming responses; slower for sync views).
+# docs/benchmarks.md measures both. WebSockets go through Channels either way.
+HTTP_HANDLER = env.choice("DJANGO_HTTP_HANDLER", ("wsgi", "asgi"), default="wsgi")
+HTTP_THREADS = env.integer("DJANGO_HTTP_THREADS", default=8, minimum=1)
+
 ROOT_URLCONF = "mainkode_example.urls"
 ASGI_APPLICATION = "mainkode_example.asgi.application"
 WSGI_APPLICATION = "mainkode_example.wsgi.application"
@@ -148,8 +156,15 @@ REDIS_PASSWORD = env.secret("REDIS_PASSWORD", allow_placeholder=LOCAL_MODE, requ
 # consumers die with "Timeout reading from ..." (django/channels_redis#422). Longer than
 # that pop, yet finite, so a dead Redis connection is still noticed.
 REDIS_SOCKET_TIMEOUT = 15
+# redis-py 8 caps an asyncio connection pool at 100 connections by default (it was
+# unbounded) and raises MaxConnectionsError, instead of waiting, when a burst of socket
+# handshakes (each a group_add) needs more: the benchmark's 10,000 sockets saw 2,879
+# handshakes fail with a 500 per worker. Connections are reused, so the steady state
+# stays small; this bounds the burst (per worker process; Redis allows 10,000 clients).
+CHANNEL_LAYER_MAX_CONNECTIONS = env.integer("CHANNEL_LAYER_MAX_CONNECTIONS", default=1000, minimum=1)
 _redis_host: dict[str, object] = {
     "address": REDIS_URL,
+    "max_connections": CHANNEL_LAYER_MAX_CONNECTIONS,
     "socket_timeout": REDIS_SOCKET_TIMEOUT,
     "socket_connect_timeout": 5,
     "socket_keepalive": True,

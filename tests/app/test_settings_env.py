@@ -68,6 +68,9 @@ def test_missing_required_variable_is_named(name: str, how: str) -> None:
         ("REDIS_URL", "localhost:6379", "expected redis://"),
         ("DJANGO_ADMIN_URL", "/admin", "ending in '/'"),
         ("CHANNEL_LAYER_BACKEND", "memory", "expected one of core, pubsub"),
+        ("DJANGO_HTTP_HANDLER", "threads", "expected one of wsgi, asgi"),
+        ("DJANGO_HTTP_THREADS", "0", "at least 1"),
+        ("CHANNEL_LAYER_MAX_CONNECTIONS", "many", "expected an integer"),
     ],
 )
 def test_invalid_variable_is_named_with_what_it_expects(name: str, value: str, expects: str) -> None:

@@ -26,7 +26,7 @@ def test_bench_smoke_runs_every_scenario_and_writes_the_document(tmp_path: Path)
     assert (tmp_path / "benchmarks-latency.png").read_bytes().startswith(b"\x89PNG")
     figures = json.loads((tmp_path / "benchmarks.json").read_text())
     servers = {row["server"] for row in figures["http"]}
-    assert len(servers) == 5  # four servers of the app and nginx alone
+    assert len(servers) == 6  # five ways to serve the app, and nginx alone
     assert all(row["requests"] > 0 and row["errors"] == 0 for row in figures["http"]), figures["http"]
     assert {(row["layer"], row["via"]) for row in figures["fanout"]} == {
         (layer, via) for layer in ("core", "pubsub") for via in ("rest", "socket")

@@ -1,0 +1,78 @@
+"""Plain HTTP through Django's WSGI handler, one request per thread of a bounded pool,
+inside the ASGI worker (DJANGO_HTTP_HANDLER=wsgi, the default; asgi.py picks it).
+
+Why: under Django's ASGI handler each hook of each `MiddlewareMixin` middleware (most of
+settings.MIDDLEWARE, Django's own included) and the request signals run through
+`sync_to_async`, a thread switch and back, per request; a sync DRF view adds one more.
+Here a request switches thread once: middleware, view and ORM run together in one pool
+thread, as under a WSGI server, while the event loop goes on serving WebSockets.
+docs/benchmarks.md has the before and after.
+
+Why not a library's adapter: asgiref's `WsgiToAsgi` never calls the response's
+`close()`, so Django's `request_finished` (which hands the database connection back to
+the pool) never fires, and it runs every request on one thread; a2wsgi's threads are not
+asgiref's, so `async_to_sync` in a view (the broadcast on commit) would start an event
+loop, and a Redis connection, per call instead of using the worker's loop. This runs the
+request through `sync_to_async(thread_sensitive=False)` with its own executor, which
+keeps both right; the environ is built by asgiref's own code.
+
+Responses are collected, then sent: fine for this API (nothing streams). A streaming
+response would be held in memory until complete; run DJANGO_HTTP_HANDLER=asgi for that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from tempfile import SpooledTemporaryFile
+from typing import IO, Any
+
+from asgiref.sync import sync_to_async
+from asgiref.wsgi import WsgiToAsgiInstance
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+Response = tuple[int, list[tuple[bytes, bytes]], bytes]
+BAD_REQUEST: Response = (400, [(b"content-type", b"application/json")], b'{"detail": "Too many duplicate headers."}')
+
+
+class ThreadedWsgiApp:
+    def __init__(self, wsgi_app: WsgiApp, threads: int) -> None:
+        self.wsgi_app = wsgi_app
+        executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="django-http")
+        self.respond_in_pool = sync_to_async(self.respond, thread_sensitive=False, executor=executor)
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        with SpooledTemporaryFile(max_size=65536) as body:
+            while True:  # nginx has buffered the body already: this is quick
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                body.write(message.get("body", b""))
+                if not message.get("more_body"):
+                    break
+            body.seek(0)
+            status, headers, content = await self.respond_in_pool(scope, body)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    def respond(self, scope: dict[str, Any], body: IO[bytes]) -> Response:
+        adapter = WsgiToAsgiInstance(self.wsgi_app)  # type: ignore[no-untyped-call]
+        adapter.scope = scope  # build_environ reads the headers from it
+        try:
+            environ = adapter.build_environ(scope, body)  # type: ignore[no-untyped-call]
+        except ValueError:  # asgiref's duplicate-header limit
+            return BAD_REQUEST
+        started: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            started["status"] = int(status.split(" ", 1)[0])
+            started["headers"] = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+        result = self.wsgi_app(environ, start_response)
+        try:
+            content = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()  # Django's request_finished: the DB connection goes back to the pool
+        return started["status"], started["headers"], content

@@ -1,0 +1,80 @@
+"""The threaded WSGI path that asgi.py uses for plain HTTP (DJANGO_HTTP_HANDLER=wsgi)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from django.core.signals import request_finished, request_started
+from django.core.wsgi import get_wsgi_application
+
+from mainkode_example.http_threads import ThreadedWsgiApp
+from tests.support import SEED_HELLO_BODY
+
+
+async def call(app: ThreadedWsgiApp, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> list[Any]:
+    route, _, query = path.partition("?")
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": route, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+        "headers": [(b"host", b"localhost"), *(headers or [])], "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }  # fmt: skip
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+@pytest.mark.asyncio
+async def test_a_request_runs_in_a_pool_thread_and_finishes_like_under_wsgi() -> None:
+    app = ThreadedWsgiApp(get_wsgi_application(), threads=2)
+    finished_in: list[str] = []
+
+    def on_finished(**kwargs: Any) -> None:
+        finished_in.append(threading.current_thread().name)
+
+    request_finished.connect(on_finished)
+    try:
+        start, body = await call(app, "/api/hello/")
+    finally:
+        request_finished.disconnect(on_finished)
+    assert start["status"] == 200
+    assert body["body"] == SEED_HELLO_BODY
+    # close() was called: Django's request_finished (which hands the DB connection back)
+    # fired, in the pool's thread, not on the event loop's.
+    assert len(finished_in) == 1
+    assert finished_in[0].startswith("django-http")
+
+
+@pytest.mark.asyncio
+async def test_slow_requests_share_the_pool_up_to_its_size_and_no_further() -> None:
+    app = ThreadedWsgiApp(get_wsgi_application(), threads=3)
+    threads: set[str] = set()
+
+    def on_started(**kwargs: Any) -> None:
+        threads.add(threading.current_thread().name)
+
+    request_started.connect(on_started)
+    try:  # 6 requests that each hold their thread 0.3 s (an async view, run on this loop)
+        results = await asyncio.gather(*(call(app, "/api/diagnostics/sleep/?seconds=0.3") for _ in range(6)))
+    finally:
+        request_started.disconnect(on_started)
+    assert all(start["status"] == 200 for start, _ in results)
+    assert len(threads) == 3  # overlapping requests used every thread, and no more
+
+
+@pytest.mark.asyncio
+async def test_too_many_duplicate_headers_get_a_400_not_a_crash() -> None:
+    app = ThreadedWsgiApp(get_wsgi_application(), threads=1)
+    start, body = await call(app, "/api/hello/", [(b"x-dup", b"1")] * 101)
+    assert start["status"] == 400
+    assert b"duplicate headers" in body["body"]
