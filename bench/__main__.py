@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import http_load, ops, report, sockets
-from bench.stack import ROOT, BenchStack
+from bench.stack import BenchStack
+from tests.support import ROOT
 
 STACK = "gunicorn mainkode_example.asgi:application"  # the image's own command
 

@@ -9,7 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.stack import ROOT, BenchStack
+from bench.stack import BenchStack
+from tests.support import ROOT
 
 PY_SPY = str(Path(sys.executable).with_name("py-spy"))
 

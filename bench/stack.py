@@ -3,8 +3,6 @@ free loopback port, with limits raised so nginx measures the servers, not its gu
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -12,7 +10,8 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT, OnLoopback, environment_for, free_port, write_env_file
+
 PROJECT = "mainkode-bench"
 FILES = ("docker-compose.yml", "bench/compose.yml")
 
@@ -30,15 +29,8 @@ RSS = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
-class BenchStack:
+class BenchStack(OnLoopback):
     workdir: Path
     workers: int
     port: int = field(default_factory=free_port)
@@ -48,14 +40,6 @@ class BenchStack:
     @property
     def env_file(self) -> Path:
         return self.workdir / "bench.env"
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def write_env(self) -> None:
         overrides = {
@@ -68,16 +52,12 @@ class BenchStack:
             "NGINX_API_BURST": "1000000",
             "NGINX_WS_CONN_PER_ADDRESS": "20000",
         }
-        lines = [
-            line for line in (ROOT / ".env.example").read_text().splitlines() if line.split("=", 1)[0] not in overrides
-        ]
-        self.env_file.write_text("\n".join([*lines, *(f"{k}={v}" for k, v in overrides.items())]) + "\n")
+        write_env_file(self.env_file, overrides)
 
     def compose(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
         files = [arg for name in FILES for arg in ("--file", name)]
         command = ["docker", "compose", "--project-name", PROJECT, *files, "--env-file", str(self.env_file), *args]
-        defined = {line.split("=", 1)[0] for line in self.env_file.read_text().splitlines() if "=" in line}
-        env = {k: v for k, v in os.environ.items() if k not in defined} | self.server_env
+        env = environment_for(self.env_file) | self.server_env
         result = subprocess.run(
             command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
         )

@@ -1,17 +1,21 @@
-"""Helpers shared by the test layers: free ports, waiting for a URL, WebSocket clients."""
+"""Helpers shared by the test layers (and scripts/bench): free ports, env files for a
+compose project, waiting for a URL, WebSocket clients."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
+ROOT = Path(__file__).resolve().parents[1]
 SEED_HELLO_BODY = b'{"message": "Hello from DRF with Uvicorn!"}'
 
 
@@ -34,6 +38,21 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def write_env_file(path: Path, overrides: dict[str, str]) -> None:
+    """An env file for a compose project: .env.example with `overrides`."""
+    lines = [
+        line for line in (ROOT / ".env.example").read_text().splitlines() if line.split("=", 1)[0] not in overrides
+    ]
+    path.write_text("\n".join([*lines, *(f"{key}={value}" for key, value in overrides.items())]) + "\n")
+
+
+def environment_for(env_file: Path) -> dict[str, str]:
+    """Compose prefers the shell's variables to the env file's: drop the ones the file
+    sets, so a stack runs on exactly that file (not on the app tests' environment)."""
+    defined = {line.split("=", 1)[0] for line in env_file.read_text().splitlines() if "=" in line}
+    return {key: value for key, value in os.environ.items() if key not in defined}
 
 
 def wait_for_http(url: str, timeout: float = 60.0) -> None:

@@ -5,7 +5,6 @@ already runs; removed with its volumes afterwards."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -18,9 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import OnLoopback, free_port
+from tests.support import ROOT, OnLoopback, environment_for, free_port, write_env_file
 
-ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "mainkode-e2e"
 pytestmark = pytest.mark.stack
 
@@ -39,10 +37,7 @@ class Stack(OnLoopback):
         return ["--project-name", self.project, *files, "--env-file", str(self.env_file)]
 
     def env(self) -> dict[str, str]:
-        """Compose prefers the shell's variables to the env file's: drop the ones the file
-        sets, so the stack runs on exactly that file (not on the app tests' environment)."""
-        defined = {line.split("=", 1)[0] for line in self.env_file.read_text().splitlines() if "=" in line}
-        return {key: value for key, value in os.environ.items() if key not in defined}
+        return environment_for(self.env_file)
 
     def compose(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         command = ["docker", "compose", *self.flags(), *args]
@@ -110,10 +105,7 @@ def leftovers(project: str) -> dict[str, list[str]]:
 def booted(stack: Stack, overrides: dict[str, str], scale: int) -> Iterator[Stack]:
     """Write the env file (.env.example with `overrides`), `up --build --wait`, and at the
     end `down --volumes`, failing if anything of the project is left."""
-    lines = [
-        line for line in (ROOT / ".env.example").read_text().splitlines() if line.split("=", 1)[0] not in overrides
-    ]
-    stack.env_file.write_text("\n".join(lines + [f"{key}={value}" for key, value in overrides.items()]) + "\n")
+    write_env_file(stack.env_file, overrides)
     stack.compose("down", "--volumes", "--remove-orphans", check=False)  # a previous run killed midway
     try:
         stack.compose("up", "--detach", "--wait", "--build", "--scale", f"app={scale}", timeout=900)

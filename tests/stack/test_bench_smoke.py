@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack.conftest import ROOT, leftovers
+from tests.stack.conftest import leftovers
+from tests.support import ROOT
 
 pytestmark = pytest.mark.stack
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.stack.conftest import ROOT, Stack
-from tests.support import recv_json
+from tests.stack.conftest import Stack
+from tests.support import ROOT, recv_json
 
 pytestmark = pytest.mark.stack
 
