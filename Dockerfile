@@ -76,7 +76,7 @@ USER 10001:10001
 EXPOSE 8000
 # Liveness only (the process answers); compose's healthcheck asks /readyz instead.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-m", "mainkode_example.probe", "/healthz"]
+    CMD ["python", "-m", "core.probe", "/healthz"]
 # Settings come from gunicorn.conf.py (workers, timeouts, the UvicornWorker subclass).
 CMD ["gunicorn", "mainkode_example.asgi:application"]
 

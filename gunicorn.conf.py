@@ -92,7 +92,7 @@ preload_app = False
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 # --- Logging -------------------------------------------------------------------------------
-# The access log is the app's own (mainkode_example.access_log: one JSON object per request
+# The access log is the app's own (core.access_log: one JSON object per request
 # or socket, with nginx's X-Request-ID); uvicorn's has no room for the request id.
 accesslog = None
 # Gunicorn's and uvicorn's own messages: JSON lines on stderr, like the app's.

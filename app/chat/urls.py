@@ -1,10 +1,13 @@
 from django.urls import path
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.generic import TemplateView
 
-from chat.views import HelloView, RoomDetailView, RoomListCreateView, RoomMessagesView
+from chat.views import RoomDetailView, RoomListCreateView, RoomMessagesView
 
 urlpatterns = [
-    path("hello/", HelloView.as_view(), name="hello"),
-    path("rooms/", RoomListCreateView.as_view(), name="room-list"),
-    path("rooms/<slug:slug>/", RoomDetailView.as_view(), name="room-detail"),
-    path("rooms/<slug:slug>/messages/", RoomMessagesView.as_view(), name="room-messages"),
+    # The page sets the CSRF cookie, so a session-authenticated user can post from it.
+    path("", ensure_csrf_cookie(TemplateView.as_view(template_name="chat/index.html")), name="chat-page"),
+    path("api/rooms/", RoomListCreateView.as_view(), name="room-list"),
+    path("api/rooms/<slug:slug>/", RoomDetailView.as_view(), name="room-detail"),
+    path("api/rooms/<slug:slug>/messages/", RoomMessagesView.as_view(), name="room-messages"),
 ]

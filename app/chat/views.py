@@ -1,4 +1,4 @@
-"""HTTP views of the chat app."""
+"""The REST API of stored rooms and their messages."""
 
 from __future__ import annotations
 
@@ -9,30 +9,16 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, serializers
-from rest_framework.permissions import AllowAny, IsAuthenticatedOrReadOnly
+from rest_framework.permissions import IsAuthenticatedOrReadOnly
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from chat.broadcast import message_payload, publish
 from chat.models import Message, Room
 from chat.pagination import MessageCursorPagination, RoomPagination
 from chat.serializers import AfterQuerySerializer, MessageSerializer, RoomSerializer
-
-HELLO_MESSAGE = "Hello from DRF with Uvicorn!"
-
-
-class HelloView(APIView):
-    """The seed's first example: proves DRF answers through the whole stack."""
-
-    authentication_classes: list[type] = []
-    permission_classes = [AllowAny]
-
-    @extend_schema(responses=inline_serializer("Hello", {"message": serializers.CharField()}))
-    def get(self, request: Request) -> Response:
-        return Response({"message": HELLO_MESSAGE})
 
 
 class RoomListCreateView(generics.ListCreateAPIView[Room]):

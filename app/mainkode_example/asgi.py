@@ -1,9 +1,9 @@
 """ASGI entry point: `gunicorn mainkode_example.asgi:application -k uvicorn_worker.UvicornWorker`.
 
 HTTP goes to Django (urls -> views): through its WSGI handler in a thread pool
-(http_threads.py; the default) or its ASGI handler (DJANGO_HTTP_HANDLER=asgi). WebSocket
+(core.http_threads; the default) or its ASGI handler (DJANGO_HTTP_HANDLER=asgi). WebSocket
 goes through the Origin policy and the session/auth middleware to the Channels routing
-(routing -> consumers).
+(routing -> consumers). The access log wraps both.
 """
 
 import os
@@ -21,10 +21,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
-from mainkode_example.access_log import AccessLogMiddleware  # noqa: E402
-from mainkode_example.http_threads import ThreadedWsgiApp  # noqa: E402
+from core.access_log import AccessLogMiddleware  # noqa: E402
+from core.http_threads import ThreadedWsgiApp  # noqa: E402
+from core.websocket import BrowserOriginValidator  # noqa: E402
 from mainkode_example.routing import websocket_urlpatterns  # noqa: E402
-from mainkode_example.ws_origin import BrowserOriginValidator  # noqa: E402
 
 http_app = (
     django_asgi_app

@@ -4,9 +4,11 @@ with close code 4404 instead of an error in the server log."""
 from django.urls import re_path
 
 from chat.routing import websocket_urlpatterns as chat_patterns
-from mainkode_example.ws_not_found import NotFoundConsumer
+from core.websocket import NotFoundConsumer
+from demo.routing import websocket_urlpatterns as demo_patterns
 
 websocket_urlpatterns = [
+    *demo_patterns,
     *chat_patterns,
     re_path(r"", NotFoundConsumer.as_asgi()),
 ]

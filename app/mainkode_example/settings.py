@@ -65,12 +65,15 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Cross-cutting machinery first, then the domain: see README's layout.
+    "core",
+    "demo",
     "chat",
 ]
 
 MIDDLEWARE = [
     # First: liveness answers before anything can touch a database or check the Host.
-    "mainkode_example.health.LivenessMiddleware",
+    "core.health.LivenessMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -81,7 +84,7 @@ MIDDLEWARE = [
 ]
 
 # How asgi.py serves plain HTTP. "wsgi" (default): Django's WSGI handler, one request per
-# thread of a pool of DJANGO_HTTP_THREADS per worker process (http_threads.py says why:
+# thread of a pool of DJANGO_HTTP_THREADS per worker process (core.http_threads says why:
 # one thread switch per request instead of one per middleware hook). "asgi": Django's
 # ASGI handler (async views and streaming responses; slower for sync views).
 # docs/benchmarks.md measures both. WebSockets go through Channels either way.
@@ -233,7 +236,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # A database outage answers 503 + Retry-After, not 500.
-    "EXCEPTION_HANDLER": "mainkode_example.api_errors.exception_handler",
+    "EXCEPTION_HANDLER": "core.api_errors.exception_handler",
     # Token first: an anonymous write gets 401 with WWW-Authenticate, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -258,7 +261,7 @@ SPECTACULAR_SETTINGS = {
     # Keep drf-spectacular's enum hook; add the error answers (401, 404, 429, 503, ...).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "mainkode_example.openapi.document_error_responses",
+        "core.api_errors.document_error_responses",
     ],
 }
 

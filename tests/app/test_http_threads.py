@@ -10,7 +10,7 @@ import pytest
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 
-from mainkode_example.http_threads import ThreadedWsgiApp
+from core.http_threads import ThreadedWsgiApp
 from tests.support import SEED_HELLO_BODY
 
 

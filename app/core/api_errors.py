@@ -1,15 +1,52 @@
-"""The error answers every API operation can give, added to the OpenAPI schema.
+"""API errors beyond DRF's own, and their place in the OpenAPI schema.
 
-drf-spectacular documents what a view returns on success; the errors come from layers it
-does not see (DRF's authentication and parsers, pagination, nginx's limits, the database
-outage handler), so clients and schema fuzzers (schemathesis, in the stack tests) would
-otherwise meet undocumented status codes. A postprocessing hook adds them in one place.
+- A database that cannot be reached is the server's temporary problem, not a bug: 503
+  with a clear body and Retry-After, quickly (the pool gives up after DB_POOL_TIMEOUT
+  seconds), instead of an HTML 500.
+- An unknown URL under /api/ answers JSON like the API's own 404s.
+- The schema lists the error answers every operation can give. drf-spectacular documents
+  what a view returns on success; the errors come from layers it does not see (DRF's
+  authentication and parsers, pagination, nginx's limits, the handler above), so clients
+  and schema fuzzers (schemathesis, in the stack tests) would otherwise meet undocumented
+  status codes.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 5
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """REST_FRAMEWORK["EXCEPTION_HANDLER"]."""
+    response = drf_exception_handler(exc, context)
+    if response is None and isinstance(exc, OperationalError | InterfaceError):
+        logger.warning("database unavailable: %s", exc)
+        return Response(
+            {"detail": "The database is unavailable; retry shortly."},
+            status=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    return response
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404 (mainkode_example.urls): JSON under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)
+
+
+# --- The error answers in the schema ------------------------------------------------------
 DETAIL = {"$ref": "#/components/schemas/ErrorDetail"}
 SCHEMAS: dict[str, Any] = {
     "ErrorDetail": {
@@ -51,7 +88,7 @@ def errors_of(path: str, method: str, operation: dict[str, Any]) -> dict[str, di
 
 
 def document_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
-    """POSTPROCESSING_HOOKS entry: SPECTACULAR_SETTINGS in settings.py."""
+    """SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] entry."""
     result.setdefault("components", {}).setdefault("schemas", {}).update(SCHEMAS)
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():

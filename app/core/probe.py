@@ -1,10 +1,9 @@
-"""`python -m mainkode_example.probe /readyz`: the container healthcheck's HTTP client.
+"""`python -m core.probe /readyz`: the container healthcheck's HTTP client.
 
 The slim image has no curl; this asks the local server for a path and exits 0 on a 2xx,
 1 otherwise (printing why), using only the standard library and no Django import.
 """
 
-import os
 import sys
 import urllib.error
 import urllib.request
@@ -12,7 +11,7 @@ import urllib.request
 
 def main() -> int:
     path = sys.argv[1] if len(sys.argv) > 1 else "/healthz"
-    url = f"http://127.0.0.1:{os.environ.get('APP_PORT', '8000')}{path}"
+    url = f"http://127.0.0.1:8000{path}"  # gunicorn.conf.py's bind
     try:
         with urllib.request.urlopen(url, timeout=4) as response:
             return 0 if 200 <= response.status < 300 else 1

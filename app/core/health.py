@@ -83,7 +83,7 @@ async def readiness() -> tuple[bool, dict[str, str]]:
 
 class LivenessMiddleware:
     """Answers the two probe paths before any other middleware runs. Sync and async, so
-    Django never adapts it (under the threaded WSGI handler of http_threads.py it runs in
+    Django never adapts it (under the threaded WSGI handler of core.http_threads it runs in
     the request's thread; under Django's ASGI handler, on the event loop)."""
 
     async_capable = True
@@ -101,7 +101,7 @@ class LivenessMiddleware:
         if request.path == LIVENESS_PATH:
             return JsonResponse({"status": "ok"})
         if request.path == READINESS_PATH:
-            # In a pool thread of http_threads.py this runs on the worker's event loop.
+            # In a pool thread of core.http_threads this runs on the worker's event loop.
             return readiness_response(*async_to_sync(readiness)())
         return self.get_response(request)
 

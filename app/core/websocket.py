@@ -1,0 +1,142 @@
+"""WebSocket policy shared by every socket route: which handshakes may proceed (Origin),
+how a client logs in (a token in the subprotocol), what a bad frame gets back (an error
+frame, the socket stays open), and the application close codes.
+
+Origin: browsers always send Origin on a WebSocket handshake, and a page on a foreign site
+must not open a socket that rides on our users' cookies (cross-site WebSocket hijacking):
+a foreign Origin is refused (HTTP 403). Clients that are not browsers (wscat, the design
+documents' own example, services) send no Origin and cannot carry a victim's cookies, so a
+*missing* Origin is let through; Channels' AllowedHostsOriginValidator would refuse those.
+Allowed origins: every host in ALLOWED_HOSTS (any scheme and port, Channels' rules), plus
+CSRF_TRUSTED_ORIGINS for a front end served from another origin.
+
+Token: browsers cannot set headers on a WebSocket, and a token in the URL would land in
+access logs; the Sec-WebSocket-Protocol header lands in neither. A client offers
+SUBPROTOCOL plus `auth.<token>`; the server answers SUBPROTOCOL, never the token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar, cast
+from urllib.parse import ParseResult
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
+from channels.security.websocket import OriginValidator
+from django.conf import settings
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+
+# Application close codes (4000-4999 are free for applications), after HTTP's statuses.
+CLOSE_INVALID_TOKEN = 4401
+CLOSE_NOT_FOUND = 4404
+
+SUBPROTOCOL = "mainkode.v1"
+TOKEN_SUBPROTOCOL_PREFIX = "auth."  # noqa: S105 (a prefix, not a secret)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def in_db_thread(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """Channels' database_sync_to_async (closes stale connections around the call), typed."""
+    return cast(Callable[P, Awaitable[R]], database_sync_to_async(func))
+
+
+@in_db_thread
+def user_for_token(key: str) -> User | None:
+    token = Token.objects.select_related("user").filter(key=key).first()
+    return token.user if token is not None and token.user.is_active else None
+
+
+class BrowserOriginValidator(OriginValidator):
+    """The Origin policy above, around the whole WebSocket application (asgi.py)."""
+
+    def __init__(self, application: Any) -> None:
+        allowed = list(settings.ALLOWED_HOSTS) + list(settings.CSRF_TRUSTED_ORIGINS)
+        if settings.DEBUG and not settings.ALLOWED_HOSTS:
+            allowed = ["localhost", "127.0.0.1", "[::1]"]
+        super().__init__(application, allowed)
+
+    def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
+        if parsed_origin is None:
+            return True
+        return bool(self.validate_origin(parsed_origin))
+
+
+@dataclass(frozen=True)
+class FrameError(Exception):
+    """A frame the server refuses; the socket stays open and the client gets `as_reply()`."""
+
+    code: str
+    detail: str
+
+    def as_reply(self) -> dict[str, str]:
+        return {"error": self.code, "detail": self.detail}
+
+
+class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
+    """Channels' JSON consumer, for frames that are JSON objects. A frame that is not one
+    gets an error frame (FrameError) instead of an exception that drops the socket, and so
+    does a FrameError raised by `receive_json`."""
+
+    # What a valid frame looks like, for the error messages.
+    frame_example = "{}"
+    # The subprotocol `accept()` answers with, when the client offered it.
+    subprotocol: str | None = None
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        try:
+            await self.receive_json(self.decode_frame(text_data), **kwargs)
+        except FrameError as error:
+            await self.send_json(error.as_reply())
+
+    def decode_frame(self, text_data: str | None) -> dict[str, Any]:
+        """The JSON object a text frame holds, or the FrameError that says what is wrong."""
+        if text_data is None:
+            raise FrameError("binary_not_supported", "Send text frames holding JSON.")
+        try:
+            content = json.loads(text_data)
+        except json.JSONDecodeError:
+            raise FrameError("invalid_json", f"Frame is not JSON; send {self.frame_example}.") from None
+        if not isinstance(content, dict):
+            raise FrameError("invalid_frame", f"Frame must be a JSON object like {self.frame_example}.")
+        return content
+
+    async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        await super().accept(subprotocol or self.subprotocol, headers)
+
+    async def close_with(self, code: int) -> None:
+        """Refuse the socket with an application close code. Accepted first: a close code
+        only reaches the client after the handshake (before it, the client sees HTTP 403)."""
+        await self.accept()
+        await self.close(code=code)
+
+    async def log_in_by_subprotocol(self) -> bool:
+        """Answer SUBPROTOCOL when offered, and log in the user of an offered
+        `auth.<token>`. False (the socket already closed with 4401) for an unknown token."""
+        offered: list[str] = list(self.scope.get("subprotocols") or [])
+        # Chrome fails a handshake whose answer lacks the subprotocol it offered.
+        self.subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
+        token = next(
+            (p.removeprefix(TOKEN_SUBPROTOCOL_PREFIX) for p in offered if p.startswith(TOKEN_SUBPROTOCOL_PREFIX)), None
+        )
+        if token is None:
+            return True
+        user = await user_for_token(token)
+        if user is None:
+            await self.close_with(CLOSE_INVALID_TOKEN)
+            return False
+        self.scope["user"] = user
+        return True
+
+
+class NotFoundConsumer(AsyncWebsocketConsumer):
+    """The WebSocket equivalent of a 404: the routing's last, catch-all route."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.close(code=CLOSE_NOT_FOUND)
