@@ -97,7 +97,8 @@ COPY --from=bench-deps /opt/venv /opt/venv
 FROM ${NGINX_IMAGE} AS proxy
 COPY nginx/nginx.conf /etc/nginx/nginx.conf
 COPY nginx/templates/ /etc/nginx/templates/
-COPY nginx/includes/ /etc/nginx/includes/
+# Sourced by the image's entrypoint before it renders the templates: defaults and checks.
+COPY --chmod=755 nginx/defaults.envsh /docker-entrypoint.d/10-defaults.envsh
 # The image's sample server would also listen on :80.
 RUN rm -f /etc/nginx/conf.d/default.conf
 COPY --from=app-build /collected-static /usr/share/nginx/static

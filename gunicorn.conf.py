@@ -19,8 +19,13 @@ from typing import Any
 from uvicorn_worker import UvicornWorker
 
 
+def _env(name: str, default: str) -> str:
+    """Set but empty is as good as unset (compose passes every optional knob as `${NAME:-}`)."""
+    return os.environ.get(name, "").strip() or default
+
+
 def _env_int(name: str, default: int, minimum: int = 0) -> int:
-    raw = os.environ.get(name, "").strip()
+    raw = _env(name, "")
     if not raw:
         return default
     try:
@@ -46,9 +51,10 @@ def available_cpus() -> int:
 
 
 # --- Socket --------------------------------------------------------------------------------
-# Port inside the container; nginx's upstream points here. Not published on the host.
-APP_PORT = _env_int("APP_PORT", 8000, minimum=1)
-bind = [f"0.0.0.0:{APP_PORT}"]
+# The app's port inside its container, as the design documents' command binds it; nginx's
+# upstream, the healthcheck (core.probe) and the Dockerfile's EXPOSE point here. Published
+# on no host: only nginx reaches it.
+bind = ["0.0.0.0:8000"]
 
 # --- Workers -------------------------------------------------------------------------------
 # One async worker per CPU: each UvicornWorker runs an event loop that serves many requests
@@ -89,7 +95,7 @@ preload_app = False
 # Addresses whose X-Forwarded-For/-Proto are believed (uvicorn rewrites the client address
 # and scheme from them). Only nginx reaches the app, over compose's private networks,
 # so compose sets this to those ranges; never "*" (any client could spoof its address).
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = _env("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 # --- Logging -------------------------------------------------------------------------------
 # The access log is the app's own (core.access_log: one JSON object per request
@@ -97,7 +103,12 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = None
 # Gunicorn's and uvicorn's own messages: JSON lines on stderr, like the app's.
 errorlog = "-"
-loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+loglevel = _env("GUNICORN_LOG_LEVEL", "info").lower()
+if loglevel not in {"debug", "info", "warning", "error", "critical"}:
+    raise SystemExit(
+        f"Environment variable GUNICORN_LOG_LEVEL is invalid: expected debug, info, warning, error or critical, "
+        f"got {loglevel!r}."
+    )
 logconfig_dict = {
     "loggers": {
         "gunicorn.error": {"level": loglevel.upper(), "handlers": ["error_console"], "propagate": False},

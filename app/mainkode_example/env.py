@@ -8,6 +8,7 @@ when it is missing, but not when it cannot be parsed).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,18 +22,20 @@ _NO_DEFAULT: Any = environ.Env.NOTSET
 
 
 def _read(name: str, parse: Callable[..., T], expects: str, default: Any) -> T:
+    # Set but empty is as good as unset: compose passes every optional knob as `${NAME:-}`,
+    # so the default below, in code, is the only one.
+    if not os.environ.get(name, "").strip():
+        if default is _NO_DEFAULT:
+            raise ImproperlyConfigured(f"Environment variable {name} is required ({expects}).")
+        return default  # type: ignore[no-any-return]
     try:
-        return parse(name, default=default)
-    except ImproperlyConfigured:
-        raise ImproperlyConfigured(f"Environment variable {name} is required ({expects}).") from None
+        return parse(name)
     except (ValueError, TypeError) as exc:
         raise ImproperlyConfigured(f"Environment variable {name} is invalid: expected {expects} ({exc}).") from None
 
 
 def string(name: str, default: Any = _NO_DEFAULT, *, min_length: int = 0) -> str:
     value = str(_read(name, _env.str, "a string", default))
-    if not value and default is _NO_DEFAULT:  # set but empty is as good as missing
-        raise ImproperlyConfigured(f"Environment variable {name} is required (a string).")
     if len(value) < min_length:
         raise ImproperlyConfigured(
             f"Environment variable {name} is invalid: expected at least {min_length} characters."

@@ -44,14 +44,12 @@ CSRF_COOKIE_SECURE = HTTPS
 # nginx already redirects plain HTTP; this covers anything that reaches Django otherwise.
 # The probes (/healthz, /readyz) are answered before SecurityMiddleware and never redirected.
 SECURE_SSL_REDIRECT = HTTPS
-SECURE_HSTS_SECONDS = env.integer("HSTS_SECONDS", default=31536000, minimum=0) if HTTPS else 0
-SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-SECURE_HSTS_PRELOAD = env.boolean("HSTS_PRELOAD", default=False)
-SILENCED_SYSTEM_CHECKS = [
-    # security.W021 asks for HSTS preload. Preloading puts the domain in browsers' built-in
-    # lists, hard to undo: a decision for the operator (HSTS_PRELOAD=true), not a default.
-    "security.W021",
-]
+# HSTS is nginx's header (HSTS_SECONDS, HSTS_PRELOAD: nginx/templates/default.conf.template),
+# on every HTTPS answer, nginx's own error pages and static files included; nginx drops a
+# copy from Django. So Django sends none, and its check that asks for one (security.W004)
+# is silenced where nginx terminates TLS; without TLS it still speaks up.
+SECURE_HSTS_SECONDS = 0
+SILENCED_SYSTEM_CHECKS = ["security.W004"] if HTTPS else []
 
 # --- Applications ----------------------------------------------------------------------
 INSTALLED_APPS = [

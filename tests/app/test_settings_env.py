@@ -107,7 +107,7 @@ def test_production_refuses_debug() -> None:
 
 def test_deploy_checks_pass_in_production_with_tls() -> None:
     """`manage.py check --deploy` with the production settings and TLS on: no warning
-    (security.W021, HSTS preload, is silenced on purpose: see settings.py)."""
+    (security.W004 is silenced there on purpose: nginx sends HSTS; see settings.py)."""
     result = run_in_app(
         ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         DJANGO_ENV="production",

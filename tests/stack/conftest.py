@@ -84,7 +84,7 @@ def gixy(config_dump: str, folder: Path) -> subprocess.CompletedProcess[str]:
 
 def rendered_nginx_config(stack: Stack) -> str:
     dump = stack.compose("exec", "-T", "nginx", "nginx", "-T")
-    assert "# configuration file /etc/nginx/conf.d/includes/app.conf:" in dump.stdout
+    assert "# configuration file /etc/nginx/conf.d/locations.conf:" in dump.stdout
     return dump.stdout
 
 
