@@ -3,7 +3,7 @@
 import pytest
 from django.test import AsyncClient, Client, override_settings
 
-from tests.app.test_settings_env import load_settings_and_run
+from tests.app.app_process import load_settings_and_run
 from tests.support import SEED_HELLO_BODY
 
 

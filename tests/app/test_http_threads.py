@@ -17,11 +17,19 @@ from tests.support import SEED_HELLO_BODY
 async def call(app: ThreadedWsgiApp, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> list[Any]:
     route, _, query = path.partition("?")
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-        "path": route, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
-        "headers": [(b"host", b"localhost"), *(headers or [])], "client": ("127.0.0.1", 5000),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": route,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"localhost"), *(headers or [])],
+        "client": ("127.0.0.1", 5000),
         "server": ("127.0.0.1", 8000),
-    }  # fmt: skip
+    }
     sent: list[Any] = []
 
     async def receive() -> dict[str, Any]:

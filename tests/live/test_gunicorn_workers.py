@@ -11,7 +11,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.live.conftest import LiveServer
+from tests.live.servers import LiveServer
 from tests.support import SEED_HELLO_BODY, assert_everyone_receives, open_room_clients_on_distinct_workers, recv_json
 
 pytestmark = pytest.mark.live

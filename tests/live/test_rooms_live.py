@@ -18,7 +18,7 @@ import redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from tests.live.conftest import LiveServer, LiveUser
+from tests.live.servers import LiveServer, LiveUser
 
 pytestmark = [pytest.mark.live, pytest.mark.asyncio]
 SUBPROTOCOL = Subprotocol("mainkode.v1")

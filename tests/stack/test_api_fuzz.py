@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack.conftest import Stack
+from tests.stack.compose import Stack
 
 pytestmark = pytest.mark.stack
 
@@ -30,17 +30,29 @@ def test_fuzzing_the_api_schema_through_nginx_finds_no_5xx_and_no_nonconforming_
     seed = os.environ.get("FUZZ_SEED", "20261122")  # fixed in CI; FUZZ_SEED=$RANDOM to explore
     result = subprocess.run(
         [
-            SCHEMATHESIS, "run", f"{stack.http}/api/schema/",
-            "--header", f"Authorization: Token {token}",
-            "--checks", "all", "--exclude-checks", LEFT_OUT,
-            "--max-examples", os.environ.get("FUZZ_EXAMPLES", "50"),
+            SCHEMATHESIS,
+            "run",
+            f"{stack.http}/api/schema/",
+            "--header",
+            f"Authorization: Token {token}",
+            "--checks",
+            "all",
+            "--exclude-checks",
+            LEFT_OUT,
+            "--max-examples",
+            os.environ.get("FUZZ_EXAMPLES", "50"),
             # Under nginx's per-address API rate (20 r/s), so the cases reach the app.
-            "--rate-limit", "15/s",
-            "--seed", seed,
+            "--rate-limit",
+            "15/s",
+            "--seed",
+            seed,
             "--no-color",
         ],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     counts = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
     assert counts, result.stdout[-2000:]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack.conftest import leftovers
+from tests.stack.compose import leftovers
 from tests.support import ROOT
 
 pytestmark = pytest.mark.stack
@@ -18,8 +18,11 @@ pytestmark = pytest.mark.stack
 def test_bench_smoke_runs_every_scenario_and_writes_the_document(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(ROOT / "scripts" / "bench"), "--smoke", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=1200, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     doc = (tmp_path / "benchmarks.md").read_text()
     for section in ("## 1. HTTP", "## 2. Postgres", "## 3. WebSocket fan-out", "## 4. Idle", "## 5. Operations"):

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.stack.conftest import PROJECT, Stack
+from tests.stack.compose import PROJECT, Stack
 from tests.support import SEED_HELLO_BODY, assert_everyone_receives, open_room_clients_on_distinct_workers, recv_json
 
 pytestmark = pytest.mark.stack

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.stack.conftest import Stack, gixy, rendered_nginx_config
+from tests.stack.compose import Stack, gixy, rendered_nginx_config
 
 pytestmark = pytest.mark.stack
 SECURITY_HEADERS = {

@@ -14,8 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.stack.clients import CatchingUpReader, Poster, Traffic, wait_until_everyone_has
-from tests.stack.conftest import Stack
-from tests.stack.test_rooms_stack import create_room
+from tests.stack.compose import Stack, create_room
 
 pytestmark = pytest.mark.stack
 

@@ -7,7 +7,6 @@ import asyncio
 import json
 import re
 import subprocess
-import uuid
 from pathlib import Path
 
 import httpx
@@ -17,20 +16,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from tests.stack.clients import SUBPROTOCOL
-from tests.stack.conftest import Stack
+from tests.stack.compose import Stack, create_room
 from tests.support import recv_json
 
 pytestmark = pytest.mark.stack
 TESTS = Path(__file__).resolve().parents[1]
-
-
-def create_room(stack: Stack, token: str) -> str:
-    slug = f"e2e-{uuid.uuid4().hex[:8]}"
-    response = httpx.post(
-        f"{stack.http}/api/rooms/", json={"slug": slug, "title": "E2E"}, headers={"Authorization": f"Token {token}"}
-    )
-    assert response.status_code == 201, response.text
-    return slug
 
 
 @pytest.mark.asyncio

@@ -15,8 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.stack.clients import CatchingUpReader, Poster, Traffic, wait_until_everyone_has
-from tests.stack.conftest import Stack
-from tests.stack.test_rooms_stack import create_room
+from tests.stack.compose import Stack, create_room
 from tests.support import ROOT, wait_for_http
 
 pytestmark = pytest.mark.stack

@@ -11,8 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.stack.conftest import Stack
-from tests.stack.test_tls import client_tls
+from tests.stack.compose import Stack, client_tls
 
 pytestmark = pytest.mark.stack
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.stack.conftest import Stack
+from tests.stack.compose import Stack
 from tests.support import ROOT, recv_json
 
 pytestmark = pytest.mark.stack

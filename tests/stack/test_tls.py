@@ -5,25 +5,16 @@ config passes gixy, and Django's deploy checks pass inside the running container
 from __future__ import annotations
 
 import asyncio
-import ssl
 from pathlib import Path
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.stack.conftest import Stack, gixy, rendered_nginx_config
+from tests.stack.compose import Stack, client_tls, gixy, rendered_nginx_config
 from tests.support import SEED_HELLO_BODY
 
 pytestmark = pytest.mark.stack
-
-
-def client_tls(stack: Stack) -> ssl.SSLContext:
-    """Trusts exactly the stack's self-signed certificate."""
-    cert_dir = next(
-        line.split("=", 1)[1] for line in stack.env_file.read_text().splitlines() if line.startswith("TLS_CERT_DIR=")
-    )
-    return ssl.create_default_context(cafile=str(Path(cert_dir) / "tls.crt"))
 
 
 def https(stack: Stack) -> str:

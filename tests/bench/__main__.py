@@ -17,8 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import http_load, ops, report, sockets
-from bench.stack import BenchStack
+from tests.bench import http_load, ops, report, sockets
+from tests.bench.stack import BenchStack
 from tests.support import ROOT
 
 STACK = "gunicorn mainkode_example.asgi:application"  # the image's own command
@@ -82,10 +82,22 @@ def machine(stack: BenchStack) -> dict[str, str]:
         "nginx": stack.compose("exec", "-T", "nginx", "nginx", "-v").stderr.strip(),
         "postgres": stack.sql("show server_version"),
         "wrk": run("wrk", "--version").splitlines()[0] if run("wrk", "--version") else "wrk",
-        "packages": ", ".join(f"{name} {pins[name]}" for name in (
-            "django", "djangorestframework", "channels", "channels-redis", "gunicorn", "uvicorn",
-            "uvicorn-worker", "psycopg", "daphne") if name in pins),
-    }  # fmt: skip
+        "packages": ", ".join(
+            f"{name} {pins[name]}"
+            for name in (
+                "django",
+                "djangorestframework",
+                "channels",
+                "channels-redis",
+                "gunicorn",
+                "uvicorn",
+                "uvicorn-worker",
+                "psycopg",
+                "daphne",
+            )
+            if name in pins
+        ),
+    }
 
 
 def main() -> int:
@@ -159,19 +171,37 @@ def run_http(stack: BenchStack, workers: int, plan: dict[str, Any]) -> list[dict
             for connections in plan["concurrency"]:
                 watcher = http_load.ConnectionWatcher(stack)
                 with watcher:
-                    runs = [http_load.wrk(f"{stack.http}{path}", connections, plan["seconds"])
-                            for _ in range(plan["repeats"])]  # fmt: skip
+                    runs = [
+                        http_load.wrk(f"{stack.http}{path}", connections, plan["seconds"])
+                        for _ in range(plan["repeats"])
+                    ]
                 result = http_load.median_of(runs)
-                rows.append({"server": name, "endpoint": endpoint, "connections": connections,
-                             "pg_peak": watcher.peak, **asdict(result)})  # fmt: skip
+                rows.append(
+                    {
+                        "server": name,
+                        "endpoint": endpoint,
+                        "connections": connections,
+                        "pg_peak": watcher.peak,
+                        **asdict(result),
+                    }
+                )
                 print(f"bench: {name} {endpoint} c={connections}: {result}", flush=True)
     # The ceiling: nginx alone answers the hello JSON.
     for connections in plan["concurrency"]:
-        runs = [http_load.wrk(f"http://127.0.0.1:{stack.ceiling_port}/api/hello/", connections, plan["seconds"])
-                for _ in range(plan["repeats"])]  # fmt: skip
+        runs = [
+            http_load.wrk(f"http://127.0.0.1:{stack.ceiling_port}/api/hello/", connections, plan["seconds"])
+            for _ in range(plan["repeats"])
+        ]
         result = http_load.median_of(runs)
-        rows.append({"server": "nginx alone (return 200)", "endpoint": "hello", "connections": connections,
-                     "pg_peak": 0, **asdict(result)})  # fmt: skip
+        rows.append(
+            {
+                "server": "nginx alone (return 200)",
+                "endpoint": "hello",
+                "connections": connections,
+                "pg_peak": 0,
+                **asdict(result),
+            }
+        )
         print(f"bench: nginx alone c={connections}: {result}", flush=True)
     stack.serve(STACK)
     return rows
@@ -184,9 +214,14 @@ def run_fanout(stack: BenchStack, token: str, plan: dict[str, Any]) -> list[dict
         for receivers in plan["receivers"]:
             for via in ("rest", "socket"):
                 run = sockets.fanout(
-                    stack.http, stack.ws, f"fanout-{backend}", token,
-                    receivers=receivers, messages=plan["messages"], via=via,
-                )  # fmt: skip
+                    stack.http,
+                    stack.ws,
+                    f"fanout-{backend}",
+                    token,
+                    receivers=receivers,
+                    messages=plan["messages"],
+                    via=via,
+                )
                 result = asyncio.run(run)
                 rows.append({"layer": backend, "via": via, **asdict(result)})
                 print(f"bench: fan-out {backend} via {via}: {result}", flush=True)
@@ -200,8 +235,13 @@ def run_capacity(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
         result, held = await sockets.hold_idle_sockets(stack.nginx_ws_direct(), plan["idle_sockets"])
         app_after, nginx_after = stack.rss_kib("app", "gunicorn"), stack.nginx_rss_kib()
         await sockets.close_all(held)
-        return {**asdict(result), "app_rss_before_mib": app_before / 1024, "app_rss_after_mib": app_after / 1024,
-                "nginx_rss_before_mib": nginx_before / 1024, "nginx_rss_after_mib": nginx_after / 1024}  # fmt: skip
+        return {
+            **asdict(result),
+            "app_rss_before_mib": app_before / 1024,
+            "app_rss_after_mib": app_after / 1024,
+            "nginx_rss_before_mib": nginx_before / 1024,
+            "nginx_rss_after_mib": nginx_after / 1024,
+        }
 
     found = asyncio.run(measure())
     print(f"bench: capacity {found}", flush=True)

@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from bench.stack import BenchStack
+from tests.bench.stack import BenchStack
 
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
@@ -31,10 +31,24 @@ def _ms(text: str) -> float:
 def wrk(url: str, connections: int, seconds: float) -> WrkResult:
     """One wrk run (one thread: the other core is the servers'). Bounded: `seconds`."""
     out = subprocess.run(
-        ["wrk", "--threads", "1", "--connections", str(connections), "--duration", f"{seconds:g}s",
-         "--timeout", "10s", "--latency", url],
-        capture_output=True, text=True, timeout=seconds + 60, check=True,
-    ).stdout  # fmt: skip
+        [
+            "wrk",
+            "--threads",
+            "1",
+            "--connections",
+            str(connections),
+            "--duration",
+            f"{seconds:g}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
     percentile = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+(?:us|ms|s))", out, re.MULTILINE))
     if set(percentile) != {"50", "99"}:
         raise RuntimeError(f"wrk printed no latency distribution:\n{out}")
@@ -70,8 +84,10 @@ class ConnectionWatcher:
         cid = stack.compose("ps", "--quiet", "postgres").stdout.strip()
         self.psql = subprocess.Popen(
             ["docker", "exec", "-i", cid, "sh", "-c", 'exec psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAq'],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         if self.psql.stdin is None or self.psql.stdout is None:
             raise RuntimeError("psql has no pipes")
         self.stdin, self.stdout = self.psql.stdin, self.psql.stdout

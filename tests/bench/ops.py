@@ -9,33 +9,40 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.stack import BenchStack
+from tests.bench.stack import BenchStack
 from tests.support import ROOT
 
 PY_SPY = str(Path(sys.executable).with_name("py-spy"))
 
 
 def image_mib(reference: str) -> float:
-    size = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", reference],
-                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    size = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Size}}", reference], capture_output=True, text=True, check=True
+    ).stdout
     return int(size) / 2**20
 
 
 def rebuild_after_one_line_edit() -> float:
     """Seconds to rebuild the app image after a one-line edit, in a copy of the checkout
     (the build cache of the real one is reused; the checkout itself is not touched)."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           cwd=ROOT, capture_output=True, check=True).stdout  # fmt: skip
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
     with tempfile.TemporaryDirectory() as copy:
-        packed = subprocess.run(["tar", "--null", "-T", "-", "-cf", "-"], cwd=ROOT, input=files,
-                                capture_output=True, check=True).stdout  # fmt: skip
+        packed = subprocess.run(
+            ["tar", "--null", "-T", "-", "-cf", "-"], cwd=ROOT, input=files, capture_output=True, check=True
+        ).stdout
         subprocess.run(["tar", "-xf", "-"], cwd=copy, input=packed, check=True)
         views = Path(copy, "app/chat/views.py")
         views.write_text(views.read_text() + f"# edited by scripts/bench at {time.time()}\n")
         tag = "mainkode-example/app:bench-edit"
         started = time.monotonic()
-        subprocess.run(["docker", "build", "--quiet", "--target", "app", "--tag", tag, copy],
-                       capture_output=True, check=True)  # fmt: skip
+        subprocess.run(
+            ["docker", "build", "--quiet", "--target", "app", "--tag", tag, copy], capture_output=True, check=True
+        )
         took = time.monotonic() - started
         subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)
     return took
@@ -58,9 +65,25 @@ def profile_worker(pid: int, seconds: int) -> dict[str, list[tuple[str, float]]]
     running themselves (self)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp, "stacks.txt")
-        subprocess.run([PY_SPY, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "100",
-                        "--format", "raw", "--output", str(out)],
-                       capture_output=True, check=True, timeout=seconds + 60)  # fmt: skip
+        subprocess.run(
+            [
+                PY_SPY,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(seconds),
+                "--rate",
+                "100",
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+            ],
+            capture_output=True,
+            check=True,
+            timeout=seconds + 60,
+        )
         inclusive: collections.Counter[str] = collections.Counter()
         own: collections.Counter[str] = collections.Counter()
         total = 0

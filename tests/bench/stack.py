@@ -1,4 +1,4 @@
-"""The benchmark's own compose project: docker-compose.yml plus bench/compose.yml, on a
+"""The benchmark's own compose project: docker-compose.yml plus tests/bench/compose.yml, on a
 free loopback port, with limits raised so nginx measures the servers, not its guards."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import httpx
 from tests.support import ROOT, OnLoopback, environment_for, free_port, write_env_file
 
 PROJECT = "mainkode-bench"
-FILES = ("docker-compose.yml", "bench/compose.yml")
+FILES = ("docker-compose.yml", "tests/bench/compose.yml")
 
 # In a container: resident memory (KiB) of every process whose command line has `needle`.
 RSS = (
@@ -105,17 +105,22 @@ class BenchStack(OnLoopback):
         cid = self.compose("ps", "--quiet", "nginx").stdout.strip()
         address = subprocess.run(
             ["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", cid],
-            capture_output=True, text=True, check=True,
-        ).stdout.split()[0]  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[0]
         return f"ws://{address}:80"
 
     def rss_kib(self, service: str, needle: str) -> int:
         ids = self.compose("ps", "--quiet", service).stdout.split()
         return sum(
-            int(subprocess.run(["docker", "exec", cid, "python", "-c", RSS, needle], capture_output=True,
-                               text=True, check=True).stdout)
+            int(
+                subprocess.run(
+                    ["docker", "exec", cid, "python", "-c", RSS, needle], capture_output=True, text=True, check=True
+                ).stdout
+            )
             for cid in ids
-        )  # fmt: skip
+        )
 
     def nginx_rss_kib(self) -> int:
         """nginx has no Python: its master's and workers' VmRSS from `ps` on the host."""
@@ -125,16 +130,21 @@ class BenchStack(OnLoopback):
 
     def sql(self, query: str) -> str:
         return self.compose(
-            "exec", "-T", "postgres", "sh", "-c",
+            "exec",
+            "-T",
+            "postgres",
+            "sh",
+            "-c",
             f'exec psql --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" -tAc "{query}"',
-        ).stdout.strip()  # fmt: skip
+        ).stdout.strip()
 
     def app_container_pids(self) -> list[int]:
         """Host PIDs of the Gunicorn/uvicorn worker processes (for py-spy)."""
         pids = []
         for cid in self.compose("ps", "--quiet", "app").stdout.split():
-            top = subprocess.run(["docker", "top", cid, "-o", "pid,ppid,args"], capture_output=True, text=True,
-                                 check=True).stdout.splitlines()[1:]  # fmt: skip
+            top = subprocess.run(
+                ["docker", "top", cid, "-o", "pid,ppid,args"], capture_output=True, text=True, check=True
+            ).stdout.splitlines()[1:]
             rows = [line.split(None, 2) for line in top]
             parents = {pid for pid, _, _ in rows}
             pids += [int(pid) for pid, ppid, _ in rows if ppid in parents]

@@ -39,14 +39,18 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for axis, endpoint in zip(axes, ("hello", "messages (Postgres)"), strict=True):
         for server in dict.fromkeys(r["server"] for r in rows):
-            points = sorted((r["connections"], r["p50_ms"], r["p99_ms"]) for r in rows
-                            if r["server"] == server and r["endpoint"] == endpoint)  # fmt: skip
+            points = sorted(
+                (r["connections"], r["p50_ms"], r["p99_ms"])
+                for r in rows
+                if r["server"] == server and r["endpoint"] == endpoint
+            )
             if not points:
                 continue
             xs = [p[0] for p in points]
             line = axis.plot(xs, [p[1] for p in points], marker="o", label=f"{server} p50")[0]
-            axis.plot(xs, [p[2] for p in points], marker="x", linestyle="--", color=line.get_color(),
-                      label=f"{server} p99")  # fmt: skip
+            axis.plot(
+                xs, [p[2] for p in points], marker="x", linestyle="--", color=line.get_color(), label=f"{server} p99"
+            )
         axis.set_title(f"{endpoint}: latency against load (through nginx)")
         axis.set_xlabel("concurrent connections (wrk)")
         axis.set_ylabel("latency, ms (log)")

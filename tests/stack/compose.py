@@ -1,0 +1,132 @@
+"""A compose stack booted from the project's own files as its own compose project, on a
+free host port, so it never collides with a stack a developer already runs; removed with
+its volumes afterwards. Helpers for the stack tests (the fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.support import ROOT, OnLoopback, environment_for, write_env_file
+
+PROJECT = "mainkode-e2e"
+
+
+@dataclass
+class Stack(OnLoopback):
+    project: str
+    env_file: Path
+    port: int
+    files: tuple[str, ...] = ("docker-compose.yml",)
+    https_port: int | None = None
+
+    def flags(self) -> list[str]:
+        """The compose flags that select this stack (for `docker compose` and scripts/)."""
+        files = [arg for name in self.files for arg in ("--file", name)]
+        return ["--project-name", self.project, *files, "--env-file", str(self.env_file)]
+
+    def env(self) -> dict[str, str]:
+        return environment_for(self.env_file)
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        command = ["docker", "compose", *self.flags(), *args]
+        result = subprocess.run(
+            command, cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def containers(self) -> list[dict[str, object]]:
+        out = self.compose("ps", "--all", "--format", "json").stdout.strip()
+        # Compose prints one JSON object per line (or one array, depending on version).
+        if out.startswith("["):
+            return list(json.loads(out))
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def log_records(self, service: str, since: str | None = None) -> list[dict[str, object]]:
+        """The JSON lines a service logged (other lines skipped). Compose prefixes each
+        line with the container name, and 2.26 with an ANSI erase sequence as well."""
+        args = ["logs", "--no-color", "--no-log-prefix", *(["--since", since] if since else []), service]
+        records = []
+        for line in self.compose(*args).stdout.splitlines():
+            start = line.find("{")
+            if start >= 0:
+                try:
+                    records.append(json.loads(line[start:]))
+                except json.JSONDecodeError:
+                    continue
+        return records
+
+
+GIXY = str(Path(sys.executable).with_name("gixy"))  # the virtualenv's, whatever PATH says
+
+
+def gixy(config_dump: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    """gixy-ng over an `nginx -T` dump, from its first `# configuration file` line on (it
+    reads the dump's files as one config only when nothing precedes them)."""
+    start = config_dump.index("# configuration file ")
+    dump = folder / "nginx-T.conf"
+    dump.write_text(config_dump[start:])
+    return subprocess.run([GIXY, str(dump)], capture_output=True, text=True, check=False)
+
+
+def rendered_nginx_config(stack: Stack) -> str:
+    dump = stack.compose("exec", "-T", "nginx", "nginx", "-T")
+    assert "# configuration file /etc/nginx/conf.d/locations.conf:" in dump.stdout
+    return dump.stdout
+
+
+def leftovers(project: str) -> dict[str, list[str]]:
+    """Containers, volumes and networks that still carry the project's label."""
+    label = f"label=com.docker.compose.project={project}"
+    found = {}
+    for kind, command in {
+        "containers": ["docker", "ps", "--all", "--quiet", "--filter", label],
+        "volumes": ["docker", "volume", "ls", "--quiet", "--filter", label],
+        "networks": ["docker", "network", "ls", "--quiet", "--filter", label],
+    }.items():
+        found[kind] = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
+    return found
+
+
+@contextmanager
+def booted(stack: Stack, overrides: dict[str, str], scale: int) -> Iterator[Stack]:
+    """Write the env file (.env.example with `overrides`), `up --build --wait`, and at the
+    end `down --volumes`, failing if anything of the project is left."""
+    write_env_file(stack.env_file, overrides)
+    stack.compose("down", "--volumes", "--remove-orphans", check=False)  # a previous run killed midway
+    try:
+        stack.compose("up", "--detach", "--wait", "--build", "--scale", f"app={scale}", timeout=900)
+        yield stack
+    finally:
+        logs = stack.compose("logs", "--no-color", "--tail", "60", check=False).stdout
+        stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "20", check=False)
+        left = leftovers(stack.project)
+        assert not any(left.values()), f"the stack {stack.project} left {left} behind\n{logs}"
+
+
+def client_tls(stack: Stack) -> ssl.SSLContext:
+    """Trusts exactly the stack's self-signed certificate."""
+    cert_dir = next(
+        line.split("=", 1)[1] for line in stack.env_file.read_text().splitlines() if line.startswith("TLS_CERT_DIR=")
+    )
+    return ssl.create_default_context(cafile=str(Path(cert_dir) / "tls.crt"))
+
+
+def create_room(stack: Stack, token: str) -> str:
+    slug = f"e2e-{uuid.uuid4().hex[:8]}"
+    response = httpx.post(
+        f"{stack.http}/api/rooms/", json={"slug": slug, "title": "E2E"}, headers={"Authorization": f"Token {token}"}
+    )
+    assert response.status_code == 201, response.text
+    return slug
