@@ -24,9 +24,9 @@ RUN apt-get update \
     && apt-get install --yes --no-install-recommends binutils \
     && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt /tmp/requirements.txt
-# Then, to keep the runtime image small (README: "Image"): no pip in the venv; no
+# Then, to keep the runtime image small (docs/design.md: Images): no pip in the venv; no
 # translation sources (.po; the compiled .mo stay); debug symbols stripped from the
-# compiled extensions (uvloop alone drops from 16 MB to about 3 MB); then bytecode.
+# compiled extensions (most of their size); then bytecode.
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-compile -r /tmp/requirements.txt \
     && /opt/venv/bin/pip uninstall --yes pip \
@@ -37,7 +37,7 @@ RUN python -m venv /opt/venv \
 # --- runtime-deps --------------------------------------------------------------------------
 # Depends on the lock file only, so an app edit reuses it. The app process never serves a
 # static file (nginx does, from the files collected in app-build): drop the packages'
-# static/ folders (Swagger UI alone is 9 MB).
+# static/ folders (Swagger UI's is the largest).
 FROM python-deps AS runtime-deps
 RUN find /opt/venv/lib -type d -name static -path '*/site-packages/*' -prune -exec rm -rf {} +
 

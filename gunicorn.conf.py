@@ -1,6 +1,6 @@
 """Gunicorn configuration: every server knob of the app container, each with its reason.
 
-Gunicorn reads this file from its working directory (the image's /app), so the seed's
+Gunicorn reads this file from its working directory (the image's /app), so the design documents'
 command `gunicorn mainkode_example.asgi:application -w 4 -k uvicorn_worker.UvicornWorker
 --bind 0.0.0.0:8000` picks it up too; its flags override the values here.
 

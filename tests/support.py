@@ -16,7 +16,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parents[1]
-SEED_HELLO_BODY = b'{"message": "Hello from DRF with Uvicorn!"}'
+HELLO_BODY = b'{"message": "Hello from DRF with Uvicorn!"}'
 
 
 class OnLoopback:

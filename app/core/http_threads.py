@@ -1,23 +1,15 @@
 """Plain HTTP through Django's WSGI handler, one request per thread of a bounded pool,
-inside the ASGI worker (DJANGO_HTTP_HANDLER=wsgi, the default; asgi.py picks it).
+inside the ASGI worker (DJANGO_HTTP_HANDLER=wsgi, the default; asgi.py picks it): the
+middleware, the view and the ORM run together in one pool thread, as under a WSGI server,
+while the event loop goes on serving WebSockets. Why, and why not a library's adapter:
+docs/design.md (Serving).
 
-Why: under Django's ASGI handler each hook of each `MiddlewareMixin` middleware (most of
-settings.MIDDLEWARE, Django's own included) and the request signals run through
-`sync_to_async`, a thread switch and back, per request; a sync DRF view adds one more.
-Here a request switches thread once: middleware, view and ORM run together in one pool
-thread, as under a WSGI server, while the event loop goes on serving WebSockets.
-docs/benchmarks.md has the before and after.
-
-Why not a library's adapter: asgiref's `WsgiToAsgi` never calls the response's
-`close()`, so Django's `request_finished` (which hands the database connection back to
-the pool) never fires, and it runs every request on one thread; a2wsgi's threads are not
-asgiref's, so `async_to_sync` in a view (the broadcast on commit) would start an event
-loop, and a Redis connection, per call instead of using the worker's loop. This runs the
-request through `sync_to_async(thread_sensitive=False)` with its own executor, which
-keeps both right; the environ is built by asgiref's own code.
-
-Responses are collected, then sent: fine for this API (nothing streams). A streaming
-response would be held in memory until complete; run DJANGO_HTTP_HANDLER=asgi for that.
+The request runs through `sync_to_async(thread_sensitive=False)` with its own executor, so
+`async_to_sync` in a view reaches the worker's event loop; the environ is built by
+asgiref's own code; the response's `close()` is called, which fires Django's
+`request_finished` (the DB connection goes back to the pool). Responses are collected,
+then sent: a streaming response would be held in memory until complete (run
+DJANGO_HTTP_HANDLER=asgi for that).
 """
 
 from __future__ import annotations

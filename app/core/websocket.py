@@ -1,18 +1,11 @@
-"""WebSocket policy shared by every socket route: which handshakes may proceed (Origin),
-how a client logs in (a token in the subprotocol), what a bad frame gets back (an error
-frame, the socket stays open), and the application close codes.
+"""WebSocket policy shared by every socket route: which handshakes may proceed (a foreign
+Origin is refused, a missing one let through), how a client logs in (a token in the
+subprotocol), what a bad frame gets back (an error frame; the socket stays open), and the
+application close codes. Why each: docs/design.md (WebSockets and the channel layer).
 
-Origin: browsers always send Origin on a WebSocket handshake, and a page on a foreign site
-must not open a socket that rides on our users' cookies (cross-site WebSocket hijacking):
-a foreign Origin is refused (HTTP 403). Clients that are not browsers (wscat, the design
-documents' own example, services) send no Origin and cannot carry a victim's cookies, so a
-*missing* Origin is let through; Channels' AllowedHostsOriginValidator would refuse those.
 Allowed origins: every host in ALLOWED_HOSTS (any scheme and port, Channels' rules), plus
-CSRF_TRUSTED_ORIGINS for a front end served from another origin.
-
-Token: browsers cannot set headers on a WebSocket, and a token in the URL would land in
-access logs; the Sec-WebSocket-Protocol header lands in neither. A client offers
-SUBPROTOCOL plus `auth.<token>`; the server answers SUBPROTOCOL, never the token.
+CSRF_TRUSTED_ORIGINS for a front end served from another origin. A client logs in by
+offering SUBPROTOCOL plus `auth.<token>`; the server answers SUBPROTOCOL, never the token.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    # Cross-cutting machinery first, then the domain: see README's layout.
+    # Cross-cutting machinery first, then the domain (docs/design.md: The layout).
     "core",
     "demo",
     "chat",
@@ -81,11 +81,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-# How asgi.py serves plain HTTP. "wsgi" (default): Django's WSGI handler, one request per
-# thread of a pool of DJANGO_HTTP_THREADS per worker process (core.http_threads says why:
-# one thread switch per request instead of one per middleware hook). "asgi": Django's
-# ASGI handler (async views and streaming responses; slower for sync views).
-# docs/benchmarks.md measures both. WebSockets go through Channels either way.
+# How asgi.py serves plain HTTP: "wsgi", Django's WSGI handler in a pool of HTTP_THREADS
+# threads per worker process (core.http_threads), or "asgi", Django's ASGI handler (async
+# views, streaming). docs/design.md says why wsgi is the default. WebSockets go through
+# Channels either way.
 HTTP_HANDLER = env.choice("DJANGO_HTTP_HANDLER", ("wsgi", "asgi"), default="wsgi")
 HTTP_THREADS = env.integer("DJANGO_HTTP_THREADS", default=8, minimum=1)
 
@@ -159,9 +158,9 @@ REDIS_PASSWORD = env.secret("REDIS_PASSWORD", allow_placeholder=LOCAL_MODE, requ
 REDIS_SOCKET_TIMEOUT = 15
 # redis-py 8 caps an asyncio connection pool at 100 connections by default (it was
 # unbounded) and raises MaxConnectionsError, instead of waiting, when a burst of socket
-# handshakes (each a group_add) needs more: the benchmark's 10,000 sockets saw 2,879
-# handshakes fail with a 500 per worker. Connections are reused, so the steady state
-# stays small; this bounds the burst (per worker process; Redis allows 10,000 clients).
+# handshakes (each a group_add) needs more: the benchmark's idle-socket scenario found it.
+# Connections are reused, so the steady state stays small; this bounds the burst (per
+# worker process; Redis allows 10,000 clients).
 CHANNEL_LAYER_MAX_CONNECTIONS = env.integer("CHANNEL_LAYER_MAX_CONNECTIONS", default=1000, minimum=1)
 _redis_host: dict[str, object] = {
     "address": REDIS_URL,
@@ -229,7 +228,7 @@ CACHES = {
 }
 
 REST_FRAMEWORK = {
-    # Spaces after ':' and ',' so /api/hello/ answers byte for byte what the seed shows.
+    # Spaces after ':' and ',' so /api/hello/ answers byte for byte what the design documents show.
     "COMPACT_JSON": False,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -25,11 +25,11 @@ async def connected(path: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> W
     return ws
 
 
-# --- /ws/chat/: the seed's echo -------------------------------------------------------------
+# --- /ws/chat/: the design documents' echo -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("frame", ["Hi", '{"message": "Hi"}'])
-async def test_echo_answers_the_seed_reply(frame: str) -> None:
+async def test_echo_answers_the_documented_reply(frame: str) -> None:
     ws = await connected("/ws/chat/")
     await ws.send_to(text_data=frame)
     assert await ws.receive_from(timeout=5) == '{"message": "Echo: Hi"}'

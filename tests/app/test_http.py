@@ -4,14 +4,14 @@ import pytest
 from django.test import AsyncClient, Client, override_settings
 
 from tests.app.app_process import load_settings_and_run
-from tests.support import SEED_HELLO_BODY
+from tests.support import HELLO_BODY
 
 
-def test_hello_answers_the_seed_message_byte_for_byte(client: Client) -> None:
+def test_hello_answers_the_documented_message_byte_for_byte(client: Client) -> None:
     response = client.get("/api/hello/")
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
-    assert response.content == SEED_HELLO_BODY
+    assert response.content == HELLO_BODY
 
 
 def test_hello_refuses_writes(client: Client) -> None:

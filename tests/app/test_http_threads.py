@@ -11,7 +11,7 @@ from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 
 from core.http_threads import ThreadedWsgiApp
-from tests.support import SEED_HELLO_BODY
+from tests.support import HELLO_BODY
 
 
 async def call(app: ThreadedWsgiApp, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> list[Any]:
@@ -56,7 +56,7 @@ async def test_a_request_runs_in_a_pool_thread_and_finishes_like_under_wsgi() ->
     finally:
         request_finished.disconnect(on_finished)
     assert start["status"] == 200
-    assert body["body"] == SEED_HELLO_BODY
+    assert body["body"] == HELLO_BODY
     # close() was called: Django's request_finished (which hands the DB connection back)
     # fired, in the pool's thread, not on the event loop's.
     assert len(finished_in) == 1

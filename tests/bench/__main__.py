@@ -48,7 +48,7 @@ def servers(workers: int) -> list[tuple[str, str, int, dict[str, str]]]:
     ]
 
 
-SEED = (
+FIXTURES = (
     "from django.contrib.auth.models import User\n"
     "from rest_framework.authtoken.models import Token\n"
     "from chat.models import Room, Message\n"
@@ -124,7 +124,9 @@ def main() -> int:
         try:
             print(f"bench: building and starting the stack (project mainkode-bench, port {stack.port})", flush=True)
             stack.up(STACK)
-            token = stack.compose("exec", "-T", "app", "python", "manage.py", "shell", "-c", SEED).stdout.split()[-1]
+            token = stack.compose("exec", "-T", "app", "python", "manage.py", "shell", "-c", FIXTURES).stdout.split()[
+                -1
+            ]
             results["machine"] = machine(stack)
             scenarios: dict[str, Callable[[], object]] = {
                 "http": lambda: run_http(stack, workers, plan),

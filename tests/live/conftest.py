@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.live.servers import APP_DIR, LiveServer, LiveUser, configured_command, manage, seed_command
+from tests.live.servers import APP_DIR, LiveServer, LiveUser, configured_command, documented_command, manage
 from tests.support import free_port, wait_for_http
 
 pytestmark = pytest.mark.live
@@ -53,7 +53,7 @@ def start_gunicorn(migrated_database: None) -> Iterator[Callable[..., LiveServer
         if configured:
             command, env = configured_command(port), {**env, "GUNICORN_WORKERS": str(workers)}
         else:
-            command = seed_command(workers, port)
+            command = documented_command(workers, port)
         process = subprocess.Popen(command, cwd=APP_DIR, env={**os.environ, **env})
         server = LiveServer(process, port)
         servers.append(server)

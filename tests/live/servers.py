@@ -86,7 +86,7 @@ GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 GUNICORN_CONF = APP_DIR.parent / "gunicorn.conf.py"
 
 
-def seed_command(workers: int, port: int) -> list[str]:
+def documented_command(workers: int, port: int) -> list[str]:
     """The design documents' command as it is, from app/: Gunicorn's defaults plus its
     flags, with uvicorn-worker's plain UvicornWorker (no gunicorn.conf.py is read)."""
     return [

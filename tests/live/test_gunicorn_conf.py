@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.live.servers import APP_DIR, LiveServer, configured_command
-from tests.support import SEED_HELLO_BODY
+from tests.support import HELLO_BODY
 
 pytestmark = pytest.mark.live
 
@@ -27,7 +27,7 @@ async def test_the_configured_worker_serves_and_applies_its_limits(start_gunicor
     server = start_gunicorn(2, configured=True, WS_MAX_MESSAGE_BYTES=str(MAX_FRAME))
     assert len(server.worker_pids()) == 2  # GUNICORN_WORKERS
     async with httpx.AsyncClient() as client:
-        assert (await client.get(f"{server.http}/api/hello/")).content == SEED_HELLO_BODY
+        assert (await client.get(f"{server.http}/api/hello/")).content == HELLO_BODY
 
     async with connect(f"{server.ws}/ws/chat/") as ws:
         await ws.send("Hi")

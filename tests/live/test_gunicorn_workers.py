@@ -1,6 +1,6 @@
-"""The seed's two commits against a real Gunicorn with UvicornWorker processes on the host:
-4 workers serving HTTP and the echo socket, and 2 workers whose sockets share room
-messages through Redis."""
+"""The design documents' command against a real Gunicorn with UvicornWorker processes on
+the host: 4 workers serving HTTP, 2 serving the echo socket, and 2 whose sockets share
+room messages through Redis."""
 
 from __future__ import annotations
 
@@ -12,23 +12,23 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.live.servers import LiveServer
-from tests.support import SEED_HELLO_BODY, assert_everyone_receives, open_room_clients_on_distinct_workers, recv_json
+from tests.support import HELLO_BODY, assert_everyone_receives, open_room_clients_on_distinct_workers, recv_json
 
 pytestmark = pytest.mark.live
 
 
-def test_seed_commit_1_four_workers_serve_hello(start_gunicorn: Callable[[int], LiveServer]) -> None:
+def test_documented_command_four_workers_serve_hello(start_gunicorn: Callable[[int], LiveServer]) -> None:
     server = start_gunicorn(4)
     assert len(server.worker_pids()) == 4
     with httpx.Client(base_url=server.http) as client:
         for _ in range(20):
             response = client.get("/api/hello/")
             assert response.status_code == 200
-            assert response.content == SEED_HELLO_BODY
+            assert response.content == HELLO_BODY
 
 
 @pytest.mark.asyncio
-async def test_seed_commit_2_two_workers_echo(start_gunicorn: Callable[[int], LiveServer]) -> None:
+async def test_documented_command_two_workers_echo(start_gunicorn: Callable[[int], LiveServer]) -> None:
     server = start_gunicorn(2)
     assert len(server.worker_pids()) == 2
     for _ in range(6):  # several connections: whichever worker takes each, the answer holds

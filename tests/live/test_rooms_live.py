@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.live, pytest.mark.asyncio]
 SUBPROTOCOL = Subprotocol("mainkode.v1")
 CLIENTS = 40
 POSTS = 20
-# These servers run the seed's command line, hence Gunicorn's default 2 s keepalive:
+# These servers run the design documents' command line, hence Gunicorn's default 2 s keepalive:
 # a client reusing a connection the server is just closing fails with "Server
 # disconnected" (a client-side race, not what these tests measure), so no reuse.
 NO_REUSE = httpx.Limits(max_keepalive_connections=0)

@@ -1,6 +1,6 @@
-"""End to end through nginx's published port: the seed's HTTP and WebSocket examples as
+"""End to end through nginx's published port: the design documents' HTTP and WebSocket examples as
 a user types them, the room broadcast across app replicas and worker processes, and the
-seed's own gunicorn command inside the app image."""
+design documents' gunicorn command inside the app image."""
 
 from __future__ import annotations
 
@@ -14,24 +14,24 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.stack.compose import PROJECT, Stack
-from tests.support import SEED_HELLO_BODY, assert_everyone_receives, open_room_clients_on_distinct_workers, recv_json
+from tests.support import HELLO_BODY, assert_everyone_receives, open_room_clients_on_distinct_workers, recv_json
 
 pytestmark = pytest.mark.stack
 WSCAT = Path(__file__).resolve().parents[1] / "node_modules" / ".bin" / "wscat"
 
 
-def test_seed_curl_example_through_nginx(stack: Stack) -> None:
+def test_curl_example_through_nginx(stack: Stack) -> None:
     response = httpx.get(f"{stack.http}/api/hello/")
     assert response.status_code == 200
-    assert response.content == SEED_HELLO_BODY
+    assert response.content == HELLO_BODY
     # It came through nginx: nginx's Server header and the request id nginx generates.
     assert response.headers["server"] == "nginx"
     assert len(response.headers["x-request-id"]) == 32
 
 
-def test_seed_wscat_example_through_nginx(stack: Stack) -> None:
+def test_wscat_example_through_nginx(stack: Stack) -> None:
     # wscat exits silently when its stdin ends, so stdin stays open (a pipe from sleep).
-    result = subprocess.run(  # noqa: S602 (fixed command line: the seed's own example)
+    result = subprocess.run(  # noqa: S602 (fixed command line: the design documents' example)
         f"sleep 6 | {WSCAT} --connect {stack.ws}/ws/chat/ --execute Hi --wait 3",
         shell=True,
         capture_output=True,
@@ -97,10 +97,10 @@ print(json.dumps({"body": body, "gunicorn_processes": len(procs)}))
 """
 
 
-def test_seed_gunicorn_command_runs_inside_the_app_image(stack: Stack) -> None:
-    name = f"{PROJECT}-seed-command"
-    seed_command = "gunicorn mainkode_example.asgi:application -w 4 -k uvicorn_worker.UvicornWorker --bind 0.0.0.0:8000"
-    stack.compose("run", "--detach", "--no-deps", "--name", name, "app", *seed_command.split())
+def test_documented_gunicorn_command_runs_inside_the_app_image(stack: Stack) -> None:
+    name = f"{PROJECT}-documented-command"
+    command = "gunicorn mainkode_example.asgi:application -w 4 -k uvicorn_worker.UvicornWorker --bind 0.0.0.0:8000"
+    stack.compose("run", "--detach", "--no-deps", "--name", name, "app", *command.split())
     try:
         deadline, last = time.monotonic() + 60, ""
         while time.monotonic() < deadline:
@@ -114,7 +114,7 @@ def test_seed_gunicorn_command_runs_inside_the_app_image(stack: Stack) -> None:
                     break
             time.sleep(1)
         else:
-            raise AssertionError(f"the seed command did not serve with 4 workers: {last}")
-        assert seen["body"].encode() == SEED_HELLO_BODY
+            raise AssertionError(f"the design documents' command did not serve with 4 workers: {last}")
+        assert seen["body"].encode() == HELLO_BODY
     finally:
         subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)

@@ -98,7 +98,7 @@ def test_scaling_up_and_down_under_traffic_without_restarting_nginx(stack: Stack
 
 @pytest.mark.asyncio
 async def test_rolling_deploy_replaces_every_replica_without_a_failed_request(stack: Stack, token: str) -> None:
-    """scripts/deploy, as the README gives it, under GETs, posts and open room sockets."""
+    """scripts/deploy, as docs/operations.md gives it, under GETs, posts and open room sockets."""
     old = set(stack.compose("ps", "--quiet", "app").stdout.split())
     assert len(old) == 2
     slug = await asyncio.to_thread(create_room, stack, token)

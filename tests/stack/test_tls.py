@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.stack.compose import Stack, client_tls, gixy, rendered_nginx_config
-from tests.support import SEED_HELLO_BODY
+from tests.support import HELLO_BODY
 
 pytestmark = pytest.mark.stack
 
@@ -27,10 +27,10 @@ def test_plain_http_redirects_to_https(tls_stack: Stack) -> None:
     assert response.headers["location"] == f"{https(tls_stack)}/api/hello/?x=1"
 
 
-def test_https_serves_the_seed_answer_with_hsts(tls_stack: Stack) -> None:
+def test_https_serves_the_hello_answer_with_hsts(tls_stack: Stack) -> None:
     response = httpx.get(f"{https(tls_stack)}/api/hello/", verify=client_tls(tls_stack))
     assert response.status_code == 200
-    assert response.content == SEED_HELLO_BODY
+    assert response.content == HELLO_BODY
     assert response.headers.get_list("strict-transport-security") == ["max-age=31536000; includeSubDomains"]
 
 
