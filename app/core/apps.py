@@ -1,9 +1,18 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class CoreConfig(AppConfig):
     """Cross-cutting machinery of the service (no models, and no import of a domain app:
     the import contracts in pyproject.toml fail lint otherwise)."""
 
+    default = True  # of the two configurations here, the one `"core"` in INSTALLED_APPS means
     name = "core"
     verbose_name = "Core"
+
+
+class AdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin, with the login throttle of core.auth on its site."""
+
+    default = False  # named in full in INSTALLED_APPS, in place of django.contrib.admin
+    default_site = "core.auth.ThrottledAdminSite"

@@ -95,6 +95,8 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
             content = json.loads(text_data)
         except json.JSONDecodeError:
             raise FrameError("invalid_json", f"Frame is not JSON; send {self.frame_example}.") from None
+        except RecursionError:  # json's answer to brackets nested past the recursion limit
+            raise FrameError("invalid_json", f"Frame is nested too deeply; send {self.frame_example}.") from None
         if not isinstance(content, dict):
             raise FrameError("invalid_frame", f"Frame must be a JSON object like {self.frame_example}.")
         return content

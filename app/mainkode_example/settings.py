@@ -27,11 +27,17 @@ if DEBUG and not LOCAL_MODE:
     )
 
 ALLOWED_HOSTS = env.strings("DJANGO_ALLOWED_HOSTS")
-# Where the Django admin lives; a deployment can move it off the path scanners try first.
-ADMIN_URL = env.string("DJANGO_ADMIN_URL", default="admin/")
+# Where the Django admin lives. In production it must be moved off "admin/", the path
+# scanners try first; its login is throttled either way (core.auth).
+ADMIN_URL = env.string("DJANGO_ADMIN_URL", default="admin/") if LOCAL_MODE else env.string("DJANGO_ADMIN_URL")
 if not re.fullmatch(r"([A-Za-z0-9_-]+/)+", ADMIN_URL):
     raise ImproperlyConfigured(
         "Environment variable DJANGO_ADMIN_URL is invalid: expected path segments ending in '/', e.g. 'admin/'."
+    )
+if ADMIN_URL == "admin/" and not LOCAL_MODE:
+    raise ImproperlyConfigured(
+        "Environment variable DJANGO_ADMIN_URL is invalid: move the admin off 'admin/' in production "
+        "(the path scanners try first), e.g. 'staff-5f2c/'."
     )
 CSRF_TRUSTED_ORIGINS = env.strings("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -53,7 +59,7 @@ SILENCED_SYSTEM_CHECKS = ["security.W004"] if HTTPS else []
 
 # --- Applications ----------------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "core.apps.AdminConfig",  # django.contrib.admin, its login throttled
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -227,10 +233,22 @@ CACHES = {
     }
 }
 
+AUTH_THROTTLE_RATE = env.string("AUTH_THROTTLE_RATE", default="10/minute")
+if not re.fullmatch(r"[1-9][0-9]*/(second|minute|hour|day|[smhd])", AUTH_THROTTLE_RATE):
+    raise ImproperlyConfigured(
+        "Environment variable AUTH_THROTTLE_RATE is invalid: expected attempts per period, e.g. 10/minute."
+    )
+
 REST_FRAMEWORK = {
     # Spaces after ':' and ',' so /api/hello/ answers byte for byte what the design documents show.
     "COMPACT_JSON": False,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's parsers, with a JSON parser that answers 400 to JSON nested too deeply.
+    "DEFAULT_PARSER_CLASSES": [
+        "core.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # A database outage answers 503 + Retry-After, not 500.
     "EXCEPTION_HANDLER": "core.api_errors.exception_handler",
@@ -239,9 +257,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
-    # Login attempts per client address: brute force gets 429.
-    "DEFAULT_THROTTLE_RATES": {"auth": env.string("AUTH_THROTTLE_RATE", default="10/minute")},
+    # Login attempts per client address (core.auth.LoginThrottle): brute force gets 429.
+    "DEFAULT_THROTTLE_RATES": {"auth": AUTH_THROTTLE_RATE},
     # uvicorn already set REMOTE_ADDR from nginx's X-Forwarded-For (FORWARDED_ALLOW_IPS):
     # use it as is, never the client-supplied header.
     "NUM_PROXIES": 0,

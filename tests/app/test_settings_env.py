@@ -88,6 +88,7 @@ def test_deploy_checks_pass_in_production_with_tls() -> None:
         DJANGO_ENV="production",
         DJANGO_HTTPS="true",
         DJANGO_SECRET_KEY="Zq8v-" + "".join(chr(65 + (i * 7) % 26) + str(i % 10) for i in range(30)),
+        DJANGO_ADMIN_URL="staff-area/",
         POSTGRES_PASSWORD="a-real-postgres-password",
         REDIS_PASSWORD="a-real-redis-password",
     )
@@ -101,6 +102,7 @@ def test_deploy_checks_flag_plain_http() -> None:
         ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         DJANGO_ENV="production",
         DJANGO_SECRET_KEY="Zq8v-" + "".join(chr(65 + (i * 7) % 26) + str(i % 10) for i in range(30)),
+        DJANGO_ADMIN_URL="staff-area/",
         POSTGRES_PASSWORD="a-real-postgres-password",
         REDIS_PASSWORD="a-real-redis-password",
     )

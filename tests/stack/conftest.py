@@ -39,6 +39,7 @@ def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     subprocess.run([str(ROOT / "scripts" / "certs"), str(certs)], check=True, capture_output=True)
     overrides = {
         "DJANGO_ENV": "production",
+        "DJANGO_ADMIN_URL": "staff-area/",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
         "REDIS_PASSWORD": secrets.token_urlsafe(24),

@@ -1,0 +1,111 @@
+"""What an outside probe tried against the app, answered as it must be: brute force on both
+logins (also concurrently), JSON nested past the recursion limit over REST and over every
+socket route, and socket posts faster than REST allows."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.test import Client, RequestFactory
+from rest_framework.test import APIClient
+
+from chat.models import Room
+from core.auth import LoginThrottle
+from mainkode_example.asgi import application
+
+NESTED = "[" * 100_000 + "]" * 100_000  # 200 kB: past Python's recursion limit
+NESTED_FRAME = "[" * 30_000 + "]" * 30_000  # 60 kB: under the 64 KiB frame limit
+
+
+# --- brute force -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_admin_login_throttles_brute_force_like_the_token_endpoint(alice: User) -> None:
+    alice.is_staff = True
+    alice.save()
+    browser = Client()
+    form = "/admin/login/?next=/admin/"
+    statuses = [browser.post(form, {"username": "alice", "password": f"guess-{i}"}).status_code for i in range(12)]
+    assert statuses[:10] == [200] * 10  # the form again, with an error
+    assert statuses[10:] == [429, 429]
+    # Even the right password is refused while throttled, and the answer says when to retry.
+    right = browser.post(form, {"username": "alice", "password": "alice-password"})
+    assert right.status_code == 429
+    assert 1 <= int(right["Retry-After"]) <= 60
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_login_limit_holds_under_concurrent_attempts() -> None:
+    """15 attempts at once from one address: exactly 10 pass (DRF's history throttle let
+    them all through: each read the same history before any wrote it)."""
+    attempts = 15
+    start = threading.Barrier(attempts)
+    allowed: list[bool] = []
+
+    request = RequestFactory().post("/api/auth/token/", REMOTE_ADDR="203.0.113.7")
+
+    def attempt() -> None:
+        throttle = LoginThrottle()
+        start.wait()
+        allowed.append(throttle.allow_request(request, None))
+
+    threads = [threading.Thread(target=attempt) for _ in range(attempts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(allowed) == attempts
+    assert allowed.count(True) == 10
+
+
+# --- JSON nested too deeply ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_nested_json_to_the_anonymous_token_endpoint_is_a_400(api: APIClient) -> None:
+    response = api.post("/api/auth/token/", NESTED, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_nested_json_to_the_messages_endpoint_is_a_400(alice_api: APIClient, lobby: Room) -> None:
+    response = alice_api.post("/api/rooms/lobby/messages/", NESTED, content_type="application/json")
+    assert response.status_code == 400
+    assert lobby.messages.count() == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("channel_layer")
+@pytest.mark.parametrize(
+    ("path", "still_open", "answer"),
+    [
+        ("/ws/chat/", {"message": "still here"}, {"message": "Echo: still here"}),
+        ("/ws/chat/lobby/", {"message": "still here"}, {"message": "still here", "room": "lobby"}),
+        ("/ws/rooms/lobby/", {"body": "still here"}, {"error": "not_authenticated"}),
+    ],
+)
+async def test_a_nested_frame_gets_an_error_frame_and_the_socket_stays_open(
+    path: str, still_open: dict[str, str], answer: dict[str, str], lobby: Room, caplog: pytest.LogCaptureFixture
+) -> None:
+    ws = WebsocketCommunicator(application, path)
+    accepted, _ = await ws.connect()
+    assert accepted
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            await ws.send_to(text_data=NESTED_FRAME)
+            reply = await ws.receive_json_from(timeout=5)
+            assert reply["error"] in {"invalid_json", "message_too_long"}
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    # Still open, and still answering.
+    await ws.send_to(text_data=json.dumps(still_open))
+    reply = await ws.receive_json_from(timeout=5)
+    assert {key: reply[key] for key in answer} == answer
+    await ws.disconnect()
