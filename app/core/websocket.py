@@ -1,26 +1,28 @@
-"""WebSocket policy shared by every socket route: which handshakes may proceed (a foreign
-Origin is refused, a missing one let through), how a client logs in (a token in the
+"""WebSocket policy shared by every socket route: which handshakes may proceed (an Origin
+that is not the site's own is refused, a missing one let through), how a client logs in (a token in the
 subprotocol), what a bad frame gets back (an error frame; the socket stays open), and the
 application close codes. Why each: docs/design.md (WebSockets and the channel layer).
 
-Allowed origins: every host in ALLOWED_HOSTS (any scheme and port, Channels' rules), plus
-CSRF_TRUSTED_ORIGINS for a front end served from another origin. A client logs in by
+A client logs in by
 offering SUBPROTOCOL plus `auth.<token>`; the server answers SUBPROTOCOL, never the token.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast
-from urllib.parse import ParseResult
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
-from channels.security.websocket import OriginValidator
-from django.conf import settings
+from channels.security.websocket import WebsocketDenier
 from django.contrib.auth.models import User
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.wsgi import WSGIRequest
+from django.http import HttpResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from rest_framework.authtoken.models import Token
 
 # Application close codes (4000-4999 are free for applications), after HTTP's statuses.
@@ -45,19 +47,37 @@ def user_for_token(key: str) -> User | None:
     return token.user if token is not None and token.user.is_active else None
 
 
-class BrowserOriginValidator(OriginValidator):
-    """The Origin policy above, around the whole WebSocket application (asgi.py)."""
+class BrowserOriginValidator:
+    """The Origin policy, around the whole WebSocket application (asgi.py). An Origin must
+    be the site's own (scheme, host and port: the handshake's scheme and Host, the Host one
+    of ALLOWED_HOSTS) or one of CSRF_TRUSTED_ORIGINS, decided by Django's own CSRF origin
+    check, so sockets and forms agree."""
 
     def __init__(self, application: Any) -> None:
-        allowed = list(settings.ALLOWED_HOSTS) + list(settings.CSRF_TRUSTED_ORIGINS)
-        if settings.DEBUG and not settings.ALLOWED_HOSTS:
-            allowed = ["localhost", "127.0.0.1", "[::1]"]
-        super().__init__(application, allowed)
+        self.application = application
+        self.csrf = CsrfViewMiddleware(lambda request: HttpResponse())
 
-    def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
-        if parsed_origin is None:
-            return True
-        return bool(self.validate_origin(parsed_origin))
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        headers = dict(scope.get("headers") or [])
+        origin = headers.get(b"origin")
+        if origin is None or self.allowed(scope, origin.decode("latin-1"), headers.get(b"host")):
+            return await self.application(scope, receive, send)
+        return await WebsocketDenier()(scope, receive, send)
+
+    def allowed(self, scope: dict[str, Any], origin: str, host: bytes | None) -> bool:
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "wsgi.input": io.BytesIO(),
+            "wsgi.url_scheme": "https" if scope.get("scheme") in ("wss", "https") else "http",
+            "HTTP_ORIGIN": origin,
+            # No Host, no site origin: Django's get_host() falls back to an empty name.
+            "HTTP_HOST": host.decode("latin-1") if host else "",
+        }
+        try:
+            # Django's CsrfViewMiddleware._origin_verified: the same rules as a form post.
+            return bool(self.csrf._origin_verified(WSGIRequest(environ)))  # type: ignore[attr-defined]
+        except DisallowedHost:  # a Host that is not one of ALLOWED_HOSTS
+            return False
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ CSRF_COOKIE_SECURE = HTTPS
 # nginx already redirects plain HTTP; this covers anything that reaches Django otherwise.
 # The probes (/healthz, /readyz) are answered before SecurityMiddleware and never redirected.
 SECURE_SSL_REDIRECT = HTTPS
-# HSTS is nginx's header (HSTS_SECONDS, HSTS_PRELOAD: nginx/templates/default.conf.template),
+# HSTS is nginx's header (HSTS_SECONDS, HSTS_PRELOAD: nginx/templates/https-on.conf.template),
 # on every HTTPS answer, nginx's own error pages and static files included; nginx drops a
 # copy from Django. So Django sends none, and its check that asks for one (security.W004)
 # is silenced where nginx terminates TLS; without TLS it still speaks up.

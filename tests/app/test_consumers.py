@@ -72,10 +72,33 @@ async def test_foreign_origin_is_refused() -> None:
     assert not accepted
 
 
-@pytest.mark.parametrize("origin", [b"http://localhost:8000", b"https://127.0.0.1"])
-async def test_own_origin_is_accepted(origin: bytes) -> None:
-    ws = await connected("/ws/chat/", [(b"origin", origin)])
+@pytest.mark.parametrize(
+    ("origin", "host", "scheme"),
+    [(b"http://localhost:8000", b"localhost:8000", "ws"), (b"https://127.0.0.1", b"127.0.0.1", "wss")],
+)
+async def test_own_origin_is_accepted(origin: bytes, host: bytes, scheme: str) -> None:
+    ws = communicator("/ws/chat/", [(b"origin", origin), (b"host", host)])
+    ws.scope["scheme"] = scheme  # what uvicorn sets from nginx's X-Forwarded-Proto
+    accepted, _ = await ws.connect()
+    assert accepted
     await ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "scheme"),
+    [
+        (b"http://127.0.0.1:1", b"127.0.0.1:8000", "ws"),  # another port of an allowed host
+        (b"http://localhost:8000", b"localhost:8000", "wss"),  # plain-HTTP page, HTTPS site
+        (b"http://evil.example", b"evil.example", "ws"),  # a Host that is not allowed
+    ],
+)
+async def test_an_origin_is_the_site_own_only_with_its_scheme_host_and_port(
+    origin: bytes, host: bytes, scheme: str
+) -> None:
+    ws = communicator("/ws/chat/", [(b"origin", origin), (b"host", host)])
+    ws.scope["scheme"] = scheme
+    accepted, _ = await ws.connect()
+    assert not accepted
 
 
 async def test_missing_origin_is_accepted_for_non_browser_clients() -> None:

@@ -79,6 +79,7 @@ def test_diagnostic_sleep_is_not_routed_in_production() -> None:
         "try:\n    resolve('/api/diagnostics/sleep/')\nexcept Resolver404:\n    print('absent')",
         DJANGO_ENV="production",
         DJANGO_SECRET_KEY="p" * 50,
+        DJANGO_ADMIN_URL="staff-area/",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "absent"

@@ -127,6 +127,24 @@ def test_misconfigured_app_container_refuses_to_start_and_says_why(
     assert expected in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("NGINX_API_RATE", "fast", "Environment variable NGINX_API_RATE is invalid: expected a rate"),
+        ("NGINX_TLS", "maybe", "Environment variable NGINX_TLS is invalid: expected on or off"),
+        ("DJANGO_ALLOWED_HOSTS", "", "Environment variable DJANGO_ALLOWED_HOSTS is required"),
+    ],
+)
+def test_misconfigured_proxy_container_refuses_to_start_and_says_why(
+    stack: Stack, variable: str, value: str, expected: str
+) -> None:
+    result = stack.compose(
+        "run", "--rm", "--no-deps", "-e", f"{variable}={value}", "nginx", "nginx", "-t", check=False, timeout=120
+    )
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
+
+
 def test_slowloris_headers_are_cut_off_by_nginx_before_the_app_sees_them(stack: Stack) -> None:
     marker = f"/slowloris-{time.monotonic_ns()}"
     with socket.create_connection(("127.0.0.1", stack.port), timeout=30) as client:

@@ -1,0 +1,89 @@
+"""What an outside probe found at nginx, answered as it must be: requests for a name the
+site does not serve stop at nginx (no redirect to it, no Django error); nginx's own error
+answers carry the security headers (and HSTS over HTTPS); nginx's 429 says when to retry;
+inline styles are allowed on the API docs page only."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+
+from tests.stack.compose import Stack, client_tls
+
+pytestmark = pytest.mark.stack
+
+SECURITY_HEADERS = ("x-content-type-options", "x-frame-options", "content-security-policy", "referrer-policy")
+
+
+def raw_https(stack: Stack, request: bytes) -> bytes:
+    """One request written as it is, over TLS to the stack's HTTPS port; the answer's head."""
+    with (
+        socket.create_connection(("127.0.0.1", stack.https_port or 0), timeout=10) as plain,
+        client_tls(stack).wrap_socket(plain, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = tls.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.split(b"\r\n\r\n", 1)[0]
+
+
+def test_an_unknown_host_is_answered_by_nginx_and_never_reaches_django(stack: Stack) -> None:
+    response = httpx.get(f"{stack.http}/api/hello/", headers={"Host": "scanner.example"})
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Unknown host."}
+    request_id = response.headers["x-request-id"]
+    app_lines = [record for record in stack.log_records("app") if record.get("request_id") == request_id]
+    assert app_lines == []
+    assert not [record for record in stack.log_records("app") if "scanner.example" in str(record)]
+
+
+def test_the_https_redirect_goes_to_a_configured_name_only(tls_stack: Stack) -> None:
+    known = httpx.get(f"{tls_stack.http}/api/hello/", headers={"Host": "localhost"})
+    assert known.status_code == 301
+    assert known.headers["location"] == f"https://localhost:{tls_stack.https_port}/api/hello/"
+    unknown = httpx.get(f"{tls_stack.http}/api/hello/", headers={"Host": "evil.example"})
+    assert unknown.status_code == 400
+    assert "location" not in unknown.headers
+
+
+@pytest.mark.parametrize(
+    ("status", "request_bytes"),
+    [
+        (400, b"GET /api/hello/ HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\n\r\n"),
+        (405, b"TRACE /static/ HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        (414, b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        (494, b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n"),
+        (501, b"POST /api/hello/ HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+    ],
+)
+def test_nginx_own_error_answers_carry_the_security_headers_and_hsts(
+    tls_stack: Stack, status: int, request_bytes: bytes
+) -> None:
+    head = raw_https(tls_stack, request_bytes).decode("latin-1").lower()
+    assert head.startswith(f"http/1.1 {status} "), head
+    for header in (*SECURITY_HEADERS, "strict-transport-security"):
+        assert f"\r\n{header}: " in head, (header, head)
+
+
+def test_nginx_429_says_when_to_retry(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.http) as client:
+        statuses = [client.get("/api/hello/") for _ in range(120)]
+    limited = [response for response in statuses if response.status_code == 429]
+    assert limited, "the per-address limit never answered"
+    assert all(int(response.headers["retry-after"]) >= 1 for response in limited)
+
+
+def test_inline_styles_are_allowed_on_the_api_docs_page_only(stack: Stack) -> None:
+    def style_src(path: str) -> str:
+        policy = httpx.get(f"{stack.http}{path}").headers["content-security-policy"]
+        return next(part.strip() for part in policy.split(";") if part.strip().startswith("style-src"))
+
+    assert style_src("/api/docs/") == "style-src 'self' 'unsafe-inline'"
+    for path in ("/", "/api/hello/", "/api/schema/"):
+        assert style_src(path) == "style-src 'self'"
