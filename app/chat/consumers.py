@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
@@ -9,7 +10,15 @@ from django.contrib.auth.models import AnonymousUser, User
 from chat.broadcast import message_payload, publish
 from chat.models import Message, Room
 from chat.serializers import MessageSerializer
+from core.throttling import AtomicRateThrottle
 from core.websocket import CLOSE_NOT_FOUND, FrameError, JsonFrameConsumer, in_db_thread
+
+
+class SocketPostThrottle(AtomicRateThrottle):
+    """Posts over sockets per user (CHAT_SOCKET_POST_RATE), over all of the user's sockets:
+    REST posts meet nginx's per-address rate, socket frames pass nginx unmetered."""
+
+    scope = "chat_socket_post"
 
 
 @in_db_thread
@@ -19,14 +28,19 @@ def find_room(slug: str) -> Room | None:
 
 @in_db_thread
 def store_message(room: Room, author: User, body: str) -> dict[str, Any]:
+    """The stored message, or FrameError when its author posts faster than allowed."""
+    throttle = SocketPostThrottle()
+    if not throttle.allow(str(author.pk)):
+        raise FrameError("rate_limited", f"Too many posts; retry in {math.ceil(throttle.wait())} s.")
     return message_payload(Message.objects.create(room=room, author=author, body=body))
 
 
 class StoredRoomConsumer(JsonFrameConsumer):
     """Every message stored in the room, posted over REST or over any room socket, reaches
     every socket of the room. Logged-in users (session cookie, or a token in the
-    subprotocol: core.websocket) post with `{"body": "..."}`. An unknown room closes
-    with 4404, an unknown token with 4401."""
+    subprotocol: core.websocket) post with `{"body": "..."}`, at most
+    CHAT_SOCKET_POST_RATE (an error frame beyond). An unknown room closes with 4404, an
+    unknown token with 4401."""
 
     frame_example = '{"body": "..."}'
     room: Room | None = None

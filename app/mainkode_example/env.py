@@ -9,6 +9,7 @@ when it is missing, but not when it cannot be parsed).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -86,6 +87,16 @@ def choice(name: str, options: tuple[str, ...], default: Any = _NO_DEFAULT) -> s
     if value not in options:
         raise ImproperlyConfigured(
             f"Environment variable {name} is invalid: expected one of {', '.join(options)}, got {value!r}."
+        )
+    return value
+
+
+def rate(name: str, default: Any = _NO_DEFAULT) -> str:
+    """A count per period as DRF's throttles read it: `10/minute`, `20/s`."""
+    value = string(name, default)
+    if not re.fullmatch(r"[1-9][0-9]*/(second|minute|hour|day|[smhd])", value):
+        raise ImproperlyConfigured(
+            f"Environment variable {name} is invalid: expected a count per period like 10/minute, got {value!r}."
         )
     return value
 

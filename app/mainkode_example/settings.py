@@ -233,12 +233,6 @@ CACHES = {
     }
 }
 
-AUTH_THROTTLE_RATE = env.string("AUTH_THROTTLE_RATE", default="10/minute")
-if not re.fullmatch(r"[1-9][0-9]*/(second|minute|hour|day|[smhd])", AUTH_THROTTLE_RATE):
-    raise ImproperlyConfigured(
-        "Environment variable AUTH_THROTTLE_RATE is invalid: expected attempts per period, e.g. 10/minute."
-    )
-
 REST_FRAMEWORK = {
     # Spaces after ':' and ',' so /api/hello/ answers byte for byte what the design documents show.
     "COMPACT_JSON": False,
@@ -258,7 +252,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     # Login attempts per client address (core.auth.LoginThrottle): brute force gets 429.
-    "DEFAULT_THROTTLE_RATES": {"auth": AUTH_THROTTLE_RATE},
+    # Posts per user over sockets (chat.consumers); REST posts meet nginx's NGINX_API_RATE.
+    "DEFAULT_THROTTLE_RATES": {
+        "auth": env.rate("AUTH_THROTTLE_RATE", default="10/minute"),
+        "chat_socket_post": env.rate("CHAT_SOCKET_POST_RATE", default="20/second"),
+    },
     # uvicorn already set REMOTE_ADDR from nginx's X-Forwarded-For (FORWARDED_ALLOW_IPS):
     # use it as is, never the client-supplied header.
     "NUM_PROXIES": 0,

@@ -14,8 +14,8 @@ from django.contrib.auth.models import User
 from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
-from chat.models import Room
-from core.auth import LoginThrottle
+from chat.models import Message, Room
+from core.throttling import LoginThrottle
 from mainkode_example.asgi import application
 
 NESTED = "[" * 100_000 + "]" * 100_000  # 200 kB: past Python's recursion limit
@@ -108,4 +108,30 @@ async def test_a_nested_frame_gets_an_error_frame_and_the_socket_stays_open(
     await ws.send_to(text_data=json.dumps(still_open))
     reply = await ws.receive_json_from(timeout=5)
     assert {key: reply[key] for key in answer} == answer
+    await ws.disconnect()
+
+
+# --- posting over a socket faster than REST allows ---------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("channel_layer")
+async def test_socket_posts_are_rate_limited_per_user_with_an_error_frame(lobby: Room, alice_token: str) -> None:
+    """60 posts as fast as one socket sends them: at most CHAT_SOCKET_POST_RATE (20 a
+    second) per window are stored; every other one gets a `rate_limited` error frame.
+    (Unlimited, one logged-in socket stored 3,000 messages in 0.1 s.)"""
+    ws = WebsocketCommunicator(application, "/ws/rooms/lobby/", subprotocols=["mainkode.v1", f"auth.{alice_token}"])
+    accepted, _ = await ws.connect()
+    assert accepted
+    sent = 60
+    for i in range(sent):
+        await ws.send_json_to({"body": f"flood {i}"})
+    replies = [await ws.receive_json_from(timeout=10) for _ in range(sent)]
+    stored = [reply for reply in replies if "id" in reply]
+    refused = [reply for reply in replies if reply.get("error") == "rate_limited"]
+    assert len(stored) + len(refused) == sent
+    assert refused, "nothing was refused"
+    assert len(stored) <= 40  # 20 per one-second window; the burst may straddle two
+    assert await Message.objects.filter(room=lobby).acount() == len(stored)
     await ws.disconnect()

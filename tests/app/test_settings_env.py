@@ -46,6 +46,8 @@ def test_missing_required_variable_is_named(name: str, how: str) -> None:
         ("DJANGO_HTTP_HANDLER", "threads", "expected one of wsgi, asgi"),
         ("DJANGO_HTTP_THREADS", "0", "at least 1"),
         ("CHANNEL_LAYER_MAX_CONNECTIONS", "many", "expected an integer"),
+        ("AUTH_THROTTLE_RATE", "ten", "expected a count per period"),
+        ("CHAT_SOCKET_POST_RATE", "20/fortnight", "expected a count per period"),
     ],
 )
 def test_invalid_variable_is_named_with_what_it_expects(name: str, value: str, expects: str) -> None:
@@ -71,6 +73,14 @@ def test_production_refuses_the_placeholder_secrets_of_env_example() -> None:
     result = load_settings(DJANGO_ENV="production", DJANGO_SECRET_KEY="change-me-" + "x" * 40)
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY still holds the placeholder" in result.stderr
+
+
+@pytest.mark.parametrize(("admin_url", "expects"), [(None, "is required"), ("admin/", "move the admin off 'admin/'")])
+def test_production_moves_the_admin_off_the_path_scanners_try(admin_url: str | None, expects: str) -> None:
+    result = load_settings(DJANGO_ENV="production", DJANGO_SECRET_KEY="p" * 50, DJANGO_ADMIN_URL=admin_url)
+    assert result.returncode != 0
+    assert "Environment variable DJANGO_ADMIN_URL" in result.stderr
+    assert expects in result.stderr
 
 
 def test_production_refuses_debug() -> None:
