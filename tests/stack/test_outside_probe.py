@@ -55,11 +55,14 @@ def test_the_https_redirect_goes_to_a_configured_name_only(tls_stack: Stack) -> 
 @pytest.mark.parametrize(
     ("status", "request_bytes"),
     [
-        (400, b"GET /api/hello/ HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\n\r\n"),
-        (405, b"TRACE /static/ HTTP/1.1\r\nHost: localhost\r\n\r\n"),
-        (414, b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"),
-        (494, b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n"),
-        (501, b"POST /api/hello/ HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+        pytest.param(400, b"GET /api/hello/ HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\n\r\n", id="400"),
+        pytest.param(405, b"TRACE /static/ HTTP/1.1\r\nHost: localhost\r\n\r\n", id="405"),
+        pytest.param(414, b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", id="414"),
+        # nginx's 494 (header too large) goes out as a 400.
+        pytest.param(400, b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n", id="494"),
+        pytest.param(
+            501, b"POST /api/hello/ HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", id="501"
+        ),
     ],
 )
 def test_nginx_own_error_answers_carry_the_security_headers_and_hsts(
