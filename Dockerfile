@@ -2,7 +2,8 @@
 #   python-deps -> the locked dependencies in a virtualenv (the only stage with pip)
 #   runtime-deps-> the same venv without the packages' static assets (nginx serves them)
 #   app-build   -> the source, its bytecode and its collected static files
-#   app         -> runtime: no compiler, no pip, non-root; serves, migrates, runs checks
+#   app         -> runtime: no compiler, no pip, no package manager, no setuid bit,
+#                  non-root; serves, migrates, runs checks
 #   bench       -> app + daphne, for scripts/bench only
 #   proxy       -> nginx with its config templates and the collected static files
 # Build: `docker compose build` (both), or `docker build --target app .`.
@@ -67,7 +68,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     DJANGO_SETTINGS_MODULE=mainkode_example.settings
-RUN groupadd --system --gid 10001 app \
+# Nothing at run time installs software or changes identity: no pip (the base image's
+# own), no package manager binaries (dpkg's database stays, for image scanners), no setuid
+# or setgid bit. Then the user the app runs as.
+RUN python -m pip uninstall --yes --quiet pip \
+    && rm -f /usr/bin/apt* /usr/bin/dpkg* \
+    && find / -xdev -perm /6000 -type f -exec chmod a-s {} + \
+    && groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app
 COPY --from=runtime-deps /opt/venv /opt/venv
 COPY --from=app-build /app /app
@@ -99,6 +106,8 @@ COPY nginx/nginx.conf /etc/nginx/nginx.conf
 COPY nginx/templates/ /etc/nginx/templates/
 # Sourced by the image's entrypoint before it renders the templates: defaults and checks.
 COPY --chmod=755 nginx/defaults.envsh /docker-entrypoint.d/10-defaults.envsh
-# The image's sample server would also listen on :80.
-RUN rm -f /etc/nginx/conf.d/default.conf
+# The image's sample server would also listen on :80. No package manager binaries and no
+# setuid or setgid bit at run time (nginx drops privileges by itself, with CAP_SETUID).
+RUN rm -f /etc/nginx/conf.d/default.conf /usr/bin/apt* /usr/bin/dpkg* \
+    && find / -xdev -perm /6000 -type f -exec chmod a-s {} +
 COPY --from=app-build /collected-static /usr/share/nginx/static

@@ -19,7 +19,7 @@ COMPOSE_FILES = ["docker-compose.yml", "docker-compose.tls.yml", "docker-compose
 SET_BY_COMPOSE = {
     "POSTGRES_HOST": "the compose service name",
     "REDIS_URL": "the compose service address (its password is REDIS_PASSWORD)",
-    "FORWARDED_ALLOW_IPS": "the compose networks, where nginx is the one client",
+    "FORWARDED_ALLOW_IPS": "nginx's fixed address (NGINX_EDGE_ADDRESS)",
     "DJANGO_HTTPS": "docker-compose.tls.yml turns it on with TLS",
     "NGINX_TLS": "docker-compose.tls.yml turns it on",
 }
@@ -33,6 +33,12 @@ COMPOSE_OWNED_DEFAULTS = {
     "HTTP_PORT": "the host port nginx is published on (nginx is told it)",
     "HTTPS_PORT": "the host port HTTPS is published on (nginx is told it)",
     "TLS_CERT_DIR": "the folder mounted into nginx",
+    "EDGE_SUBNET": "the nginx-app network's addresses",
+    "NGINX_EDGE_ADDRESS": "nginx's address in it (the app believes its X-Forwarded-For)",
+    "APP_MEMORY_LIMIT": "a container limit",
+    "NGINX_MEMORY_LIMIT": "a container limit",
+    "POSTGRES_MEMORY_LIMIT": "a container limit",
+    "REDIS_MEMORY_LIMIT": "a container limit",
     "APP_IMAGE": "an image name",
     "PROXY_IMAGE": "an image name",
     "APP_TAG": "an image tag",

@@ -54,6 +54,9 @@ class BenchStack(OnLoopback):
             # The capacity scenario reaches nginx by its address on the compose network
             # (nginx_ws_direct), a name no configuration could list in advance.
             "DJANGO_ALLOWED_HOSTS": "*",
+            # A subnet of its own: the test suite's stacks may run beside it.
+            "EDGE_SUBNET": "172.31.252.0/24",
+            "NGINX_EDGE_ADDRESS": "172.31.252.2",
         }
         write_env_file(self.env_file, overrides)
 

@@ -25,6 +25,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "HTTP_PORT": str(port),
         "APP_TAG": "e2e",  # own image tags: a developer's images stay as they are
         "GUNICORN_WORKERS": "2",
+        # A subnet of its own: the TLS stack and the benchmark's run beside it.
+        "EDGE_SUBNET": "172.31.250.0/24",
+        "NGINX_EDGE_ADDRESS": "172.31.250.2",
     }
     env_file = tmp_path_factory.mktemp("stack") / "e2e.env"
     with booted(Stack(PROJECT, env_file, port), overrides, scale=2) as running:
@@ -48,6 +51,8 @@ def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "TLS_CERT_DIR": str(certs),
         "APP_TAG": "e2e",
         "GUNICORN_WORKERS": "1",
+        "EDGE_SUBNET": "172.31.251.0/24",
+        "NGINX_EDGE_ADDRESS": "172.31.251.2",
     }
     env_file = tmp_path_factory.mktemp("tls-stack") / "e2e-tls.env"
     files = ("docker-compose.yml", "docker-compose.tls.yml")

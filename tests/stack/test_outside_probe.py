@@ -5,7 +5,11 @@ inline styles are allowed on the API docs page only."""
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -90,3 +94,88 @@ def test_inline_styles_are_allowed_on_the_api_docs_page_only(stack: Stack) -> No
     assert style_src("/api/docs/") == "style-src 'self' 'unsafe-inline'"
     for path in ("/", "/api/hello/", "/api/schema/"):
         assert style_src(path) == "style-src 'self'"
+
+
+# --- containers ---------------------------------------------------------------------------------
+
+# Linux capability bits (linux/capability.h) a service may keep, in its effective set.
+CAPABILITY_BITS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "SETGID": 6, "SETUID": 7, "NET_BIND_SERVICE": 10}
+ALLOWED_CAPABILITIES = {
+    "app": set(),
+    "redis": set(),
+    "nginx": {"CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"},
+    "postgres": {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"},
+}
+
+
+def inspect(stack: Stack, service: str) -> dict[str, Any]:
+    return inspect_container(stack.compose("ps", "--quiet", service).stdout.split()[0])
+
+
+@pytest.mark.parametrize("service", sorted(ALLOWED_CAPABILITIES))
+def test_every_service_has_least_privilege_and_limits(stack: Stack, service: str) -> None:
+    host_config = inspect(stack, service)["HostConfig"]
+    assert host_config["ReadonlyRootfs"] is True
+    assert host_config["CapDrop"] == ["ALL"]
+    assert set(host_config["CapAdd"] or []) == ALLOWED_CAPABILITIES[service]
+    assert "no-new-privileges:true" in host_config["SecurityOpt"]
+    assert host_config["Memory"] > 0
+    assert host_config["PidsLimit"] > 0
+    # What the running server process holds: PID 1's bounding set, at most the allowed.
+    status = stack.compose("exec", "-T", service, "cat", "/proc/1/status").stdout
+    bounding = int(next(line.split()[1] for line in status.splitlines() if line.startswith("CapBnd")), 16)
+    allowed = sum(1 << CAPABILITY_BITS[name] for name in ALLOWED_CAPABILITIES[service])
+    assert bounding & ~allowed == 0, f"{service} may hold capabilities {bounding:#x}"
+
+
+@pytest.mark.parametrize("service", ["app", "nginx"])
+def test_runtime_images_hold_no_setuid_binary_and_no_package_manager(stack: Stack, service: str) -> None:
+    probe = "find / -xdev -perm /6000 -type f; for tool in pip pip3 apt apt-get dpkg; do command -v $tool; done"
+    found = stack.compose("exec", "-T", service, "sh", "-c", probe, check=False).stdout.split()
+    assert found == []
+    if service == "app":
+        no_pip = stack.compose("exec", "-T", "app", "python", "-c", "import pip", check=False)
+        assert no_pip.returncode != 0
+
+
+def test_only_nginx_has_a_network_with_a_route_out(stack: Stack) -> None:
+    for service in ("app", "postgres", "redis", "nginx"):
+        for name in inspect(stack, service)["NetworkSettings"]["Networks"]:
+            internal = subprocess.run(
+                ["docker", "network", "inspect", "--format", "{{.Internal}}", name],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            assert internal == "true" or (service == "nginx" and name.endswith("_public")), (service, name)
+
+
+def test_the_app_believes_x_forwarded_for_from_nginx_alone(stack: Stack) -> None:
+    """Another process that reaches an app replica directly (here: the other replica)
+    cannot pick its client address (the probe escaped the login throttle that way)."""
+    replicas = stack.compose("ps", "--quiet", "app").stdout.split()
+    assert len(replicas) >= 2
+    target = next(iter(inspect_container(replicas[0])["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    marker = f"/api/xff-{uuid.uuid4().hex[:8]}/"
+    spoof = (
+        "import urllib.request, urllib.error\n"
+        f"request = urllib.request.Request('http://{target}:8000{marker}', "
+        "headers={'X-Forwarded-For': '203.0.113.66', 'Host': 'localhost'})\n"
+        "try:\n    urllib.request.urlopen(request)\nexcept urllib.error.HTTPError:\n    pass\n"
+    )
+    subprocess.run(["docker", "exec", replicas[1], "python", "-c", spoof], check=True, capture_output=True)
+    lines = [record for record in stack.log_records("app") if record.get("path") == marker]
+    assert lines, "the app logged no line for the request"
+    assert [record["client"] for record in lines] != ["203.0.113.66"]
+    # Through nginx, the app logs the address nginx saw, not one the client claims.
+    response = httpx.get(f"{stack.http}/api/hello/", headers={"X-Forwarded-For": "203.0.113.67"})
+    logged = [r for r in stack.log_records("app") if r.get("request_id") == response.headers["x-request-id"]]
+    assert logged
+    assert logged[0]["client"] != "203.0.113.67"
+
+
+def inspect_container(container: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = json.loads(
+        subprocess.run(["docker", "inspect", container], capture_output=True, text=True, check=True).stdout
+    )
+    return found[0]

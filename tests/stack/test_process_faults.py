@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
 import time
 
 import pytest
@@ -138,8 +139,27 @@ def test_misconfigured_app_container_refuses_to_start_and_says_why(
 def test_misconfigured_proxy_container_refuses_to_start_and_says_why(
     stack: Stack, variable: str, value: str, expected: str
 ) -> None:
-    result = stack.compose(
-        "run", "--rm", "--no-deps", "-e", f"{variable}={value}", "nginx", "nginx", "-t", check=False, timeout=120
+    # The stack's proxy image in a container of its own (the service's address is taken).
+    container = stack.compose("ps", "--quiet", "nginx").stdout.split()[0]
+    inspect = ["docker", "inspect", "--format", "{{.Config.Image}}", container]
+    name = subprocess.run(inspect, capture_output=True, text=True, check=True).stdout.strip()
+    result = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "-e",
+            "DJANGO_ALLOWED_HOSTS=localhost",
+            "-e",
+            f"{variable}={value}",
+            name,
+            "nginx",
+            "-t",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr

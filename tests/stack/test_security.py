@@ -44,6 +44,31 @@ def test_postgres_and_redis_refuse_clients_without_their_passwords(tls_stack: St
     assert result.stdout.strip() == "refused"
 
 
+REDIS_ACL_PROBE = """
+import os, redis
+app = redis.Redis(host="redis", username="app", password=os.environ["REDIS_PASSWORD"], socket_timeout=5)
+assert app.ping() and app.set("acl-probe", 1)
+refused = []
+for command in (("CONFIG", "GET", "*"), ("FLUSHALL",), ("DEBUG", "SLEEP", "0"), ("KEYS", "*"), ("SHUTDOWN",)):
+    try:
+        app.execute_command(*command)
+    except redis.exceptions.NoPermissionError:
+        refused.append(command[0])
+try:
+    redis.Redis(host="redis", password=os.environ["REDIS_PASSWORD"], socket_timeout=5).ping()
+    refused.append("default user ON")
+except (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError):
+    pass
+print(" ".join(refused))
+"""
+
+
+def test_the_app_redis_user_cannot_administer_redis(tls_stack: Stack) -> None:
+    result = tls_stack.compose("exec", "-T", "app", "python", "-c", REDIS_ACL_PROBE, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["CONFIG", "FLUSHALL", "DEBUG", "KEYS", "SHUTDOWN"]
+
+
 def test_secrets_appear_in_no_image_layer_and_no_log(tls_stack: Stack) -> None:
     secrets = [env_value(tls_stack, name) for name in ("DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD")]
     images = {str(c["Image"]) for c in tls_stack.containers() if c["Service"] in ("app", "nginx")}
