@@ -34,6 +34,7 @@ COMPOSE_OWNED_DEFAULTS = {
     "HTTPS_PORT": "the host port HTTPS is published on (nginx is told it)",
     "TLS_CERT_DIR": "the folder mounted into nginx",
     "EDGE_SUBNET": "the nginx-app network's addresses",
+    "EDGE_DYNAMIC_RANGE": "the part of them the app replicas get",
     "NGINX_EDGE_ADDRESS": "nginx's address in it (the app believes its X-Forwarded-For)",
     "APP_MEMORY_LIMIT": "a container limit",
     "NGINX_MEMORY_LIMIT": "a container limit",

@@ -27,6 +27,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "GUNICORN_WORKERS": "2",
         # A subnet of its own: the TLS stack and the benchmark's run beside it.
         "EDGE_SUBNET": "172.31.250.0/24",
+        "EDGE_DYNAMIC_RANGE": "172.31.250.128/25",
         "NGINX_EDGE_ADDRESS": "172.31.250.2",
     }
     env_file = tmp_path_factory.mktemp("stack") / "e2e.env"
@@ -52,6 +53,7 @@ def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "APP_TAG": "e2e",
         "GUNICORN_WORKERS": "1",
         "EDGE_SUBNET": "172.31.251.0/24",
+        "EDGE_DYNAMIC_RANGE": "172.31.251.128/25",
         "NGINX_EDGE_ADDRESS": "172.31.251.2",
     }
     env_file = tmp_path_factory.mktemp("tls-stack") / "e2e-tls.env"
