@@ -5,6 +5,7 @@ a bad value stops the process at start with the variable's name."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -66,7 +67,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # API tokens: stored hashed, expiring
     "drf_spectacular",
     "drf_spectacular_sidecar",
     # Cross-cutting machinery first, then the domain (docs/design.md: The layout).
@@ -248,7 +249,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "core.api_errors.exception_handler",
     # Token first: an anonymous write gets 401 with WWW-Authenticate, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # Login attempts per client address (core.auth.LoginThrottle): brute force gets 429.
@@ -260,6 +261,13 @@ REST_FRAMEWORK = {
     # uvicorn already set REMOTE_ADDR from nginx's X-Forwarded-For (FORWARDED_ALLOW_IPS):
     # use it as is, never the client-supplied header.
     "NUM_PROXIES": 0,
+}
+
+# API tokens (django-rest-knox): only a hash is stored, and each expires
+# API_TOKEN_TTL_HOURS after login; clients log in again. `Authorization: Token <token>`.
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=env.integer("API_TOKEN_TTL_HOURS", default=10, minimum=1)),
+    "AUTH_HEADER_PREFIX": "Token",
 }
 
 SPECTACULAR_SETTINGS = {

@@ -11,7 +11,7 @@ import pytest_asyncio
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.core.cache import cache
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from chat.models import Room
@@ -56,12 +56,12 @@ def bob(django_user_model: type[User]) -> User:
 
 @pytest.fixture
 def alice_token(alice: User) -> str:
-    return str(Token.objects.create(user=alice).key)
+    return str(AuthToken.objects.create(alice)[1])
 
 
 @pytest.fixture
 def bob_token(bob: User) -> str:
-    return str(Token.objects.create(user=bob).key)
+    return str(AuthToken.objects.create(bob)[1])
 
 
 @pytest.fixture

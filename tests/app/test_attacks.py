@@ -1,17 +1,21 @@
 """What an outside probe tried against the app, answered as it must be: brute force on both
 logins (also concurrently), JSON nested past the recursion limit over REST and over every
-socket route, and socket posts faster than REST allows."""
+socket route, socket posts faster than REST allows, and API tokens that never expired and
+were stored in clear."""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
+from datetime import timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import Client, RequestFactory
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from chat.models import Message, Room
@@ -135,3 +139,37 @@ async def test_socket_posts_are_rate_limited_per_user_with_an_error_frame(lobby:
     assert len(stored) <= 40  # 20 per one-second window; the burst may straddle two
     assert await Message.objects.filter(room=lobby).acount() == len(stored)
     await ws.disconnect()
+
+
+# --- API tokens ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_api_tokens_are_stored_hashed_and_expire(api: APIClient, alice: User) -> None:
+    response = api.post("/api/auth/token/", {"username": "alice", "password": "alice-password"}, format="json")
+    assert response.status_code == 200
+    token = response.json()["token"]
+    assert response.json()["expiry"]
+    # The database holds a digest and a short lookup prefix, never the token itself.
+    stored = AuthToken.objects.get(user=alice)
+    assert token not in {stored.digest, stored.token_key}
+    assert len(stored.token_key) < len(token)
+    assert stored.expiry is not None
+    assert api.get("/api/rooms/", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
+
+
+@pytest.mark.django_db
+def test_an_expired_token_is_refused(api: APIClient, alice: User) -> None:
+    _, expired = AuthToken.objects.create(alice, expiry=timedelta(seconds=-1))
+    assert api.get("/api/rooms/", HTTP_AUTHORIZATION=f"Token {expired}").status_code == 401
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("channel_layer")
+async def test_an_expired_token_in_the_subprotocol_closes_with_4401(lobby: Room, alice: User) -> None:
+    _, expired = await sync_to_async(AuthToken.objects.create)(alice, expiry=timedelta(seconds=-1))
+    ws = WebsocketCommunicator(application, "/ws/rooms/lobby/", subprotocols=["mainkode.v1", f"auth.{expired}"])
+    accepted, _ = await ws.connect()
+    assert accepted
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}

@@ -15,10 +15,15 @@ pytestmark = pytest.mark.django_db
 # --- auth --------------------------------------------------------------------------------------
 
 
-def test_token_endpoint_returns_the_users_token(api: APIClient, alice: User, alice_token: str) -> None:
+def test_token_endpoint_returns_a_new_token_of_the_user(api: APIClient, alice: User) -> None:
     response = api.post("/api/auth/token/", {"username": "alice", "password": "alice-password"}, format="json")
     assert response.status_code == 200
-    assert response.json() == {"token": alice_token}
+    assert set(response.json()) == {"token", "expiry"}
+    token = response.json()["token"]
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    created = api.post("/api/rooms/", {"slug": "by-token", "title": "T"}, format="json")
+    assert created.status_code == 201
+    assert created.json()["created_by"] == "alice"
 
 
 def test_token_endpoint_refuses_a_wrong_password(api: APIClient, alice: User) -> None:

@@ -50,7 +50,7 @@ def servers(workers: int) -> list[tuple[str, str, int, dict[str, str]]]:
 
 FIXTURES = (
     "from django.contrib.auth.models import User\n"
-    "from rest_framework.authtoken.models import Token\n"
+    "from knox.models import AuthToken\n"
     "from chat.models import Room, Message\n"
     "user, _ = User.objects.get_or_create(username='bench')\n"
     "room, _ = Room.objects.get_or_create(slug='bench', defaults={'title': 'Bench', 'created_by': user})\n"
@@ -58,7 +58,7 @@ FIXTURES = (
     "    Message.objects.bulk_create(Message(room=room, author=user, body=f'message {i}') for i in range(50))\n"
     "for slug in ('fanout-core', 'fanout-pubsub'):\n"
     "    Room.objects.get_or_create(slug=slug, defaults={'title': slug, 'created_by': user})\n"
-    "print(Token.objects.get_or_create(user=user)[0].key)"
+    "print(AuthToken.objects.create(user)[1])"
 )
 
 
