@@ -105,9 +105,16 @@ PLACEHOLDER_MARK = "change-me"
 
 
 def secret(name: str, *, allow_placeholder: bool, min_length: int = 1, required: bool = True) -> str:
-    """A secret, refused when it still holds the `.env.example` placeholder (unless the
+    """A secret, from NAME or from the file NAME_FILE names (Docker and Kubernetes secrets
+    are files), refused when it still holds the `.env.example` placeholder (unless the
     caller runs in the explicit local mode). Not `required`: empty means none."""
-    value = string(name, min_length=min_length) if required else string(name, default="")
+    value = _secret_from_file(name) if os.environ.get(f"{name}_FILE", "").strip() else None
+    if value is None:
+        value = string(name, min_length=min_length) if required else string(name, default="")
+    elif len(value) < min_length:
+        raise ImproperlyConfigured(
+            f"Environment variable {name}_FILE is invalid: the file holds fewer than {min_length} characters."
+        )
     if not value:
         return ""
     if PLACEHOLDER_MARK in value and not allow_placeholder:
@@ -115,4 +122,21 @@ def secret(name: str, *, allow_placeholder: bool, min_length: int = 1, required:
             f"Environment variable {name} still holds the placeholder from .env.example; "
             f"set a real secret, or DJANGO_ENV=local for a local try."
         )
+    return value
+
+
+def _secret_from_file(name: str) -> str:
+    """The content of the file NAME_FILE names, without its final newline."""
+    if os.environ.get(name, "").strip():
+        raise ImproperlyConfigured(f"Environment variables {name} and {name}_FILE are both set: set one.")
+    path = os.environ[f"{name}_FILE"].strip()
+    try:
+        with open(path, encoding="utf-8") as file:
+            value = file.read().rstrip("\r\n")
+    except OSError as error:
+        raise ImproperlyConfigured(
+            f"Environment variable {name}_FILE is invalid: cannot read {path} ({error.strerror})."
+        ) from None
+    if not value.strip():
+        raise ImproperlyConfigured(f"Environment variable {name}_FILE is invalid: {path} is empty.")
     return value

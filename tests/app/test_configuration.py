@@ -23,6 +23,11 @@ SET_BY_COMPOSE = {
     "DJANGO_HTTPS": "docker-compose.tls.yml turns it on with TLS",
     "NGINX_TLS": "docker-compose.tls.yml turns it on",
 }
+# Read by nginx, set only where it runs elsewhere (defaults fit compose).
+SET_BY_OTHER_DEPLOYMENTS = {
+    "NGINX_APP_HOST": "the app Service's full DNS name under Kubernetes",
+    "NGINX_HTTP_LISTEN": "an unprivileged port under Kubernetes, where nginx is not root",
+}
 # Read by the app's code, deliberately not passed by compose.
 NOT_PASSED_BY_COMPOSE = {
     "POSTGRES_PORT": "compose's Postgres listens on its default port; for a database elsewhere",
@@ -117,7 +122,7 @@ def test_compose_passes_the_app_nothing_it_does_not_read() -> None:
 def test_every_variable_nginx_reads_is_passed_and_has_a_default() -> None:
     read = variables_read_by_nginx() - nginx_derived()
     passed = set(compose_environment("nginx"))
-    assert read - passed - SET_BY_COMPOSE.keys() == set()
+    assert read - passed - SET_BY_COMPOSE.keys() - SET_BY_OTHER_DEPLOYMENTS.keys() == set()
     assert read - set(nginx_defaults()) == set()
     assert variables_nginx_derives_from() - passed == set()
     assert passed - read - variables_nginx_derives_from() == set()
@@ -145,6 +150,6 @@ def test_env_example_sets_only_what_is_required_or_a_local_try_needs() -> None:
 @pytest.mark.parametrize("name", sorted(nginx_defaults()))
 def test_env_example_shows_nginx_defaults_as_they_are(name: str) -> None:
     example = (ROOT / ".env.example").read_text()
-    if name in COMPOSE_OWNED_DEFAULTS or name in SET_BY_COMPOSE:
+    if name in COMPOSE_OWNED_DEFAULTS or name in SET_BY_COMPOSE or name in SET_BY_OTHER_DEPLOYMENTS:
         return  # compose passes its own value (the published port, the TLS switch)
     assert f"# {name}={nginx_defaults()[name]}\n" in example

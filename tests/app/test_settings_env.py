@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.app.app_process import load_settings, load_settings_and_run, run_in_app
 
+# Where each secret ends up in the settings.
+SETTING_OF = {
+    "DJANGO_SECRET_KEY": "SECRET_KEY",
+    "POSTGRES_PASSWORD": "DATABASES['default']['PASSWORD']",
+    "REDIS_PASSWORD": "REDIS_PASSWORD",
+}
 REQUIRED = [
     "DJANGO_SECRET_KEY",
     "DJANGO_ALLOWED_HOSTS",
@@ -118,3 +126,35 @@ def test_deploy_checks_flag_plain_http() -> None:
     )
     assert result.returncode != 0
     assert "security.W004" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("name", ["DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD"])
+def test_a_secret_can_come_from_a_file(name: str, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cr3t-from-a-file-" + "x" * 40 + "\n")  # the final newline is not part of it
+    result = load_settings_and_run(
+        f"from django.conf import settings\nprint(repr(settings.{SETTING_OF[name]}))",
+        **{name: None, f"{name}_FILE": str(secret)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == repr("s3cr3t-from-a-file-" + "x" * 40)
+
+
+@pytest.mark.parametrize(
+    ("how", "expects"),
+    [
+        ("both", "DJANGO_SECRET_KEY and DJANGO_SECRET_KEY_FILE are both set"),
+        ("missing", "cannot read"),
+        ("empty", "is empty"),
+    ],
+)
+def test_a_bad_secret_file_stops_the_process_naming_the_variable(how: str, expects: str, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    if how != "missing":
+        secret.write_text("" if how == "empty" else "k" * 50)
+    overrides: dict[str, str | None] = {"DJANGO_SECRET_KEY_FILE": str(secret)}
+    if how != "both":
+        overrides["DJANGO_SECRET_KEY"] = None
+    result = load_settings(**overrides)
+    assert result.returncode != 0
+    assert expects in result.stderr
