@@ -16,6 +16,16 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parents[1]
+# The variables the settings refuse to start without (in production, DJANGO_ADMIN_URL too).
+REQUIRED_VARIABLES = (
+    "DJANGO_SECRET_KEY",
+    "DJANGO_ALLOWED_HOSTS",
+    "POSTGRES_HOST",
+    "POSTGRES_DB",
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "REDIS_URL",
+)
 HELLO_BODY = b'{"message": "Hello from DRF with Uvicorn!"}'
 
 

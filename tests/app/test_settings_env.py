@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.app.app_process import load_settings, load_settings_and_run, run_in_app
+from tests.support import REQUIRED_VARIABLES
 
 # Where each secret ends up in the settings.
 SETTING_OF = {
@@ -14,15 +15,6 @@ SETTING_OF = {
     "POSTGRES_PASSWORD": "DATABASES['default']['PASSWORD']",
     "REDIS_PASSWORD": "REDIS_PASSWORD",
 }
-REQUIRED = [
-    "DJANGO_SECRET_KEY",
-    "DJANGO_ALLOWED_HOSTS",
-    "POSTGRES_HOST",
-    "POSTGRES_DB",
-    "POSTGRES_USER",
-    "POSTGRES_PASSWORD",
-    "REDIS_URL",
-]
 
 
 def test_the_test_environment_itself_loads() -> None:
@@ -30,7 +22,7 @@ def test_the_test_environment_itself_loads() -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("name", REQUIRED)
+@pytest.mark.parametrize("name", REQUIRED_VARIABLES)
 @pytest.mark.parametrize("how", ["unset", "empty"])
 def test_missing_required_variable_is_named(name: str, how: str) -> None:
     result = load_settings(**{name: None if how == "unset" else ""})

@@ -12,25 +12,15 @@ from typing import Any
 
 import yaml
 
-from tests.support import ROOT
+from tests.support import REQUIRED_VARIABLES, ROOT
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 OVERLAYS = sorted(path.name for path in (KUBERNETES / "overlays").iterdir())
 SECRET_FILES = ("django-secret-key", "postgres-password", "redis-password")
 WORKLOADS = {"Deployment", "StatefulSet", "Job"}
-# Variables the settings refuse to start without (tests/app/test_settings_env.py's list,
-# plus the admin path production insists on).
-REQUIRED = {
-    "DJANGO_SECRET_KEY",
-    "DJANGO_ALLOWED_HOSTS",
-    "DJANGO_ADMIN_URL",
-    "POSTGRES_HOST",
-    "POSTGRES_DB",
-    "POSTGRES_USER",
-    "POSTGRES_PASSWORD",
-    "REDIS_URL",
-}
-PRESTOP_PATTERN = re.compile(r"^sleep$")
+# What the app needs to start in production (the settings' required variables, and the
+# admin path production insists on).
+REQUIRED = {*REQUIRED_VARIABLES, "DJANGO_ADMIN_URL"}
 
 
 def render(overlay: str, workdir: Path) -> list[dict[str, Any]]:
