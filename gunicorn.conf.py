@@ -11,6 +11,7 @@ not import the Django project) because Gunicorn loads it before any application 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
@@ -103,6 +104,22 @@ forwarded_allow_ips = _env("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = None
 # Gunicorn's and uvicorn's own messages: JSON lines on stderr, like the app's.
 errorlog = "-"
+
+
+class OneLinePerSocket(logging.Filter):
+    """uvicorn and the websockets library under it log each socket's handshake, open and
+    close at INFO; the app's access log already writes one line per socket, with the
+    request id and close code. Their warnings and errors still pass."""
+
+    CHATTER = frozenset(
+        {'%s - "WebSocket %s" [accepted]', '%s - "WebSocket %s" 403', '%s - "WebSocket %s" %d'}
+        | {"connection open", "connection closed"}
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO and record.msg in self.CHATTER)
+
+
 loglevel = _env("GUNICORN_LOG_LEVEL", "info").lower()
 if loglevel not in {"debug", "info", "warning", "error", "critical"}:
     raise SystemExit(
@@ -110,8 +127,11 @@ if loglevel not in {"debug", "info", "warning", "error", "critical"}:
         f"got {loglevel!r}."
     )
 logconfig_dict = {
+    "filters": {"one_line_per_socket": {"()": OneLinePerSocket}},
     "loggers": {
         "gunicorn.error": {"level": loglevel.upper(), "handlers": ["error_console"], "propagate": False},
+        # uvicorn-worker sets this logger's handlers and level; the filter stays.
+        "uvicorn.error": {"level": loglevel.upper(), "filters": ["one_line_per_socket"], "propagate": False},
         "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
     },
     "formatters": {

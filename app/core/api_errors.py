@@ -2,7 +2,9 @@
 
 - A database that cannot be reached is the server's temporary problem, not a bug: 503
   with a clear body and Retry-After, quickly (the pool gives up after DB_POOL_TIMEOUT
-  seconds), instead of an HTML 500.
+  seconds), instead of an HTML 500. So is Redis, where a request needs it: the login
+  throttle's counters live there, and a login is refused (503) rather than let through
+  unthrottled.
 - An unknown URL under /api/ answers JSON like the API's own 404s.
 - The schema lists the error answers every operation can give. drf-spectacular documents
   what a view returns on success; the errors come from layers it does not see (DRF's
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found
@@ -31,12 +34,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     response = drf_exception_handler(exc, context)
     if response is None and isinstance(exc, OperationalError | InterfaceError):
         logger.warning("database unavailable: %s", exc)
-        return Response(
-            {"detail": "The database is unavailable; retry shortly."},
-            status=503,
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+        return unavailable("The database is unavailable; retry shortly.")
+    if response is None and isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        logger.warning("redis unavailable: %s", exc)
+        return unavailable("A store the request needs is unavailable; retry shortly.")
     return response
+
+
+def unavailable(detail: str) -> Response:
+    return Response({"detail": detail}, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import redis
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -19,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api_errors import RETRY_AFTER_SECONDS
 from core.throttling import LoginThrottle
 
 
@@ -48,7 +50,16 @@ class ThrottledAdminSite(admin.AdminSite):
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if request.method == "POST":
             throttle = LoginThrottle()
-            if not throttle.allow_request(request, None):
+            try:
+                allowed = throttle.allow_request(request, None)
+            except (redis.ConnectionError, redis.TimeoutError):  # the counters' store is down
+                return HttpResponse(
+                    "Logging in is unavailable; retry shortly.\n",
+                    status=503,
+                    content_type="text/plain",
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                )
+            if not allowed:
                 retry_after = math.ceil(throttle.wait())
                 return HttpResponse(
                     f"Too many login attempts; retry in {retry_after} seconds.\n",

@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -173,3 +174,33 @@ async def test_an_expired_token_in_the_subprotocol_closes_with_4401(lobby: Room,
     accepted, _ = await ws.connect()
     assert accepted
     assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+
+
+# --- logging in while Redis is down --------------------------------------------------------------
+
+UNREACHABLE_REDIS = "redis://127.0.0.1:9/0"  # the discard port: nothing answers
+
+
+@pytest.fixture
+def redis_down(settings: Any) -> None:
+    """The cache (where the login counters live) pointed at a Redis that is not there."""
+    settings.CACHES = {
+        "default": {
+            **settings.CACHES["default"],
+            "LOCATION": UNREACHABLE_REDIS,
+            "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
+        }
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("redis_down")
+def test_a_login_while_redis_is_down_is_a_503_that_says_when_to_retry(api: APIClient, alice: User) -> None:
+    """Refused, not let through unthrottled, and not a 500."""
+    response = api.post("/api/auth/token/", {"username": "alice", "password": "alice-password"}, format="json")
+    assert response.status_code == 503
+    assert int(response["Retry-After"]) > 0
+    assert "unavailable" in response.json()["detail"]
+    admin_login = Client().post("/admin/login/", {"username": "alice", "password": "alice-password"})
+    assert admin_login.status_code == 503
+    assert int(admin_login["Retry-After"]) > 0

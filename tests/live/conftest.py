@@ -8,6 +8,7 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -46,15 +47,17 @@ def live_users(migrated_database: None) -> tuple[LiveUser, LiveUser]:
 def start_gunicorn(migrated_database: None) -> Iterator[Callable[..., LiveServer]]:
     servers: list[LiveServer] = []
 
-    def start(workers: int, *, configured: bool = False, **env: str) -> LiveServer:
+    def start(workers: int, *, configured: bool = False, log: Path | None = None, **env: str) -> LiveServer:
         """The design documents' command with `workers`, or (`configured`) the image's
-        command reading gunicorn.conf.py, with GUNICORN_WORKERS=`workers`."""
+        command reading gunicorn.conf.py, with GUNICORN_WORKERS=`workers`; its output in
+        the file `log`, if given."""
         port = free_port()
         if configured:
             command, env = configured_command(port), {**env, "GUNICORN_WORKERS": str(workers)}
         else:
             command = documented_command(workers, port)
-        process = subprocess.Popen(command, cwd=APP_DIR, env={**os.environ, **env})
+        output = log.open("wb") if log else None
+        process = subprocess.Popen(command, cwd=APP_DIR, env={**os.environ, **env}, stdout=output, stderr=output)
         server = LiveServer(process, port)
         servers.append(server)
         wait_for_http(f"{server.http}/healthz", timeout=60)

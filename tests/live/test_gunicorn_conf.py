@@ -8,6 +8,7 @@ import asyncio
 import os
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -53,3 +54,22 @@ def test_the_configuration_refuses_a_bad_variable_naming_it() -> None:
     )
     assert result.returncode != 0
     assert "Environment variable GUNICORN_KEEPALIVE is invalid" in result.stdout + result.stderr
+
+
+@pytest.mark.asyncio
+async def test_a_socket_is_one_log_line(start_gunicorn: Callable[..., LiveServer], tmp_path: Path) -> None:
+    """The app's access line per socket, and no INFO chatter of uvicorn's for it."""
+    log = tmp_path / "gunicorn.log"
+    server = start_gunicorn(1, configured=True, log=log)
+    for _ in range(3):
+        async with connect(f"{server.ws}/ws/chat/") as ws:
+            await ws.send("Hi")
+            await asyncio.wait_for(ws.recv(), 5)
+    await asyncio.sleep(1)  # the access line is written when the socket's handler returns
+    lines = log.read_text().splitlines()
+    access = [line for line in lines if '"path": "/ws/chat/"' in line and "mainkode_example.access" in line]
+    assert len(access) == 3, lines
+    chatter = [
+        line for line in lines if "connection open" in line or "connection closed" in line or "[accepted]" in line
+    ]
+    assert chatter == []
