@@ -52,12 +52,8 @@ class StoredRoomConsumer(JsonFrameConsumer):
         if self.room is None:
             await self.close_with(CLOSE_NOT_FOUND)
             return
-        await self.channel_layer.group_add(self.room.group_name, self.channel_name)
+        await self.join_group(self.room.group_name)
         await self.accept()
-
-    async def disconnect(self, code: int) -> None:
-        if self.room is not None:
-            await self.channel_layer.group_discard(self.room.group_name, self.channel_name)
 
     async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
         if self.room is None:

@@ -9,6 +9,7 @@ offering SUBPROTOCOL plus `auth.<token>`; the server answers SUBPROTOCOL, never 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import Awaitable, Callable
@@ -105,6 +106,35 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
     frame_example = "{}"
     # The subprotocol `accept()` answers with, when the client offered it.
     subprotocol: str | None = None
+    joined: tuple[str, ...] = ()
+    refresher: asyncio.Task[None] | None = None
+
+    async def join_group(self, group: str) -> None:
+        """Join a channel-layer group for as long as the socket is open. channels_redis
+        forgets a member after its `group_expiry` (a day) even while the socket is open,
+        and the socket then silently stops receiving: the membership is renewed at half
+        that interval until the socket closes."""
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.joined = (*self.joined, group)
+        expiry = getattr(self.channel_layer, "group_expiry", None)  # the pubsub layer has none
+        if expiry and self.refresher is None:
+            self.refresher = asyncio.create_task(self.renew_groups(expiry / 2))
+
+    async def renew_groups(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            for group in self.joined:
+                await self.channel_layer.group_add(group, self.channel_name)
+
+    async def leave_groups(self) -> None:
+        if self.refresher is not None:
+            self.refresher.cancel()
+        for group in self.joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.joined = ()
+
+    async def disconnect(self, code: int) -> None:
+        await self.leave_groups()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         try:

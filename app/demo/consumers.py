@@ -56,12 +56,8 @@ class EphemeralRoomConsumer(JsonFrameConsumer):
     async def connect(self) -> None:
         self.room = self.scope["url_route"]["kwargs"]["room"]
         self.group_name = f"chat.{self.room}"
-        await self.channel_layer.group_add(self.group_name, self.channel_name)
+        await self.join_group(self.group_name)
         await self.accept()
-
-    async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group_name"):
-            await self.channel_layer.group_discard(self.group_name, self.channel_name)
 
     async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
         await self.channel_layer.group_send(

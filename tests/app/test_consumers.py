@@ -3,8 +3,10 @@ routing) on the real Redis channel layer."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from channels.testing import WebsocketCommunicator
@@ -168,4 +170,27 @@ async def test_idle_room_socket_still_gets_messages_after_several_blocking_pops(
     await speaker.send_json_to({"message": "after the silence"})
     assert (await listener.receive_json_from(timeout=5))["message"] == "after the silence"
     for ws in (listener, speaker):
+        await ws.disconnect()
+
+
+# --- a socket outlives the channel layer's group expiry ---------------------------------------
+
+
+@pytest.fixture
+def short_group_expiry(settings: Any) -> None:
+    """channels_redis forgets a group member after `group_expiry` (a day by default):
+    2 seconds here, so a test can outlive it."""
+    layers = {"default": {**settings.CHANNEL_LAYERS["default"]}}
+    layers["default"]["CONFIG"] = {**layers["default"]["CONFIG"], "group_expiry": 2}
+    settings.CHANNEL_LAYERS = layers
+
+
+@pytest.mark.usefixtures("short_group_expiry")
+async def test_a_room_socket_still_receives_after_the_group_expiry() -> None:
+    alice, bob = await connected("/ws/chat/long-lived/"), await connected("/ws/chat/long-lived/")
+    await asyncio.sleep(4)  # twice the expiry: without renewal both would have left the group
+    await alice.send_to(text_data=json.dumps({"message": "still there?"}))
+    for ws in (alice, bob):
+        assert (await ws.receive_json_from(timeout=5))["message"] == "still there?"
+    for ws in (alice, bob):
         await ws.disconnect()
