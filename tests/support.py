@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Sequence
@@ -116,3 +117,33 @@ async def assert_everyone_receives(
     frames = [await recv_json(ws) for ws in clients]
     assert all(frame["message"] == text for frame in frames), frames
     return frames
+
+
+# --- which code reads which environment variable -------------------------------------------
+
+
+def variables_read_by_app_code() -> set[str]:
+    """Names passed to mainkode_example.env's readers and gunicorn.conf.py's."""
+    sources = [*sorted((ROOT / "app").rglob("*.py")), ROOT / "gunicorn.conf.py"]
+    pattern = re.compile(r"\b(?:env\.\w+|_env_int|_env)\(\s*\"([A-Z][A-Z0-9_]+)\"")
+    return {name for source in sources for name in pattern.findall(source.read_text())}
+
+
+def variables_read_by_nginx() -> set[str]:
+    templates = sorted((ROOT / "nginx" / "templates").glob("*.template"))
+    return {name for template in templates for name in re.findall(r"\$\{([A-Z][A-Z0-9_]+)\}", template.read_text())}
+
+
+def nginx_defaults() -> dict[str, str]:
+    return dict(re.findall(r"^default (\w+) (\S+)$", (ROOT / "nginx" / "defaults.envsh").read_text(), re.MULTILINE))
+
+
+def nginx_derived() -> set[str]:
+    """Variables nginx/defaults.envsh computes from others (e.g. the server names)."""
+    return set(re.findall(r"^([A-Z][A-Z0-9_]+)=\$\(", (ROOT / "nginx" / "defaults.envsh").read_text(), re.MULTILINE))
+
+
+def variables_nginx_derives_from() -> set[str]:
+    lines = (ROOT / "nginx" / "defaults.envsh").read_text().splitlines()
+    script = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    return set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", script)) - nginx_derived() - set(nginx_defaults())

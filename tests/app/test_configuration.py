@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import ROOT
+from tests.support import (
+    ROOT,
+    nginx_defaults,
+    nginx_derived,
+    variables_nginx_derives_from,
+    variables_read_by_app_code,
+    variables_read_by_nginx,
+)
 
 COMPOSE_FILES = ["docker-compose.yml", "docker-compose.tls.yml", "docker-compose.dev.yml"]
 
@@ -51,33 +58,6 @@ COMPOSE_OWNED_DEFAULTS = {
 }
 # Documented in .env.example but read by Docker Compose itself.
 READ_BY_COMPOSE_ITSELF = {"COMPOSE_FILE"}
-
-
-def variables_read_by_app_code() -> set[str]:
-    """Names passed to mainkode_example.env's readers and gunicorn.conf.py's."""
-    sources = [*sorted((ROOT / "app").rglob("*.py")), ROOT / "gunicorn.conf.py"]
-    pattern = re.compile(r"\b(?:env\.\w+|_env_int|_env)\(\s*\"([A-Z][A-Z0-9_]+)\"")
-    return {name for source in sources for name in pattern.findall(source.read_text())}
-
-
-def variables_read_by_nginx() -> set[str]:
-    templates = sorted((ROOT / "nginx" / "templates").glob("*.template"))
-    return {name for template in templates for name in re.findall(r"\$\{([A-Z][A-Z0-9_]+)\}", template.read_text())}
-
-
-def nginx_defaults() -> dict[str, str]:
-    return dict(re.findall(r"^default (\w+) (\S+)$", (ROOT / "nginx" / "defaults.envsh").read_text(), re.MULTILINE))
-
-
-def nginx_derived() -> set[str]:
-    """Variables nginx/defaults.envsh computes from others (e.g. the server names)."""
-    return set(re.findall(r"^([A-Z][A-Z0-9_]+)=\$\(", (ROOT / "nginx" / "defaults.envsh").read_text(), re.MULTILINE))
-
-
-def variables_nginx_derives_from() -> set[str]:
-    lines = (ROOT / "nginx" / "defaults.envsh").read_text().splitlines()
-    script = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
-    return set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", script)) - nginx_derived() - set(nginx_defaults())
 
 
 def compose_environment(service: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from tests.support import REQUIRED_VARIABLES, ROOT
+from tests.support import REQUIRED_VARIABLES, ROOT, nginx_defaults, variables_read_by_app_code, variables_read_by_nginx
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 OVERLAYS = sorted(path.name for path in (KUBERNETES / "overlays").iterdir())
@@ -184,6 +184,13 @@ def violations(objects: list[dict[str, Any]]) -> list[str]:  # noqa: PLR0912 (on
     for scaler in (o for o in objects if o["kind"] == "HorizontalPodAutoscaler"):
         if named(objects, scaler["spec"]["scaleTargetRef"]["kind"], scaler["spec"]["scaleTargetRef"]["name"]) is None:
             found.append(f"HorizontalPodAutoscaler/{scaler['metadata']['name']}: scales nothing")
+
+    # The settings are the variables the code reads (.env.example's names), none invented;
+    # nginx gets every one its templates need that has no default.
+    known = variables_read_by_app_code() | variables_read_by_nginx() | set(nginx_defaults())
+    found += [f"ConfigMap: {name} is read by no code" for name in sorted(set(config) - known)]
+    if "DJANGO_ALLOWED_HOSTS" not in config:
+        found.append("nginx: no DJANGO_ALLOWED_HOSTS (its server names)")
 
     found += network_violations(objects)
     return found

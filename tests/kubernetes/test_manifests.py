@@ -94,6 +94,11 @@ def fractional_cpu(objects: Objects) -> None:
     app_container(objects)["resources"]["limits"]["cpu"] = "1500m"
 
 
+def invent_a_setting(objects: Objects) -> None:
+    config = next(o for o in objects if o["kind"] == "ConfigMap")
+    config["data"]["DJANGO_SECRET_KEY_PATH"] = "/nowhere"
+
+
 def lose_a_setting(objects: Objects) -> None:
     config = next(o for o in objects if o["kind"] == "ConfigMap")
     del config["data"]["REDIS_URL"]
@@ -110,6 +115,7 @@ def lose_a_setting(objects: Objects) -> None:
         mismatch_selector,
         fractional_cpu,
         lose_a_setting,
+        invent_a_setting,
     ],
 )
 def test_a_rule_broken_on_purpose_is_caught(
