@@ -53,19 +53,28 @@ class Stack(OnLoopback):
             return list(json.loads(out))
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
-    def log_records(self, service: str, since: str | None = None) -> list[dict[str, object]]:
-        """The JSON lines a service logged (other lines skipped). Compose prefixes each
-        line with the container name, and 2.26 with an ANSI erase sequence as well."""
+    def log_lines(self, service: str, since: str | None = None) -> list[str]:
+        """The non-empty lines a service logged."""
         args = ["logs", "--no-color", "--no-log-prefix", *(["--since", since] if since else []), service]
-        records = []
-        for line in self.compose(*args).stdout.splitlines():
-            start = line.find("{")
-            if start >= 0:
-                try:
-                    records.append(json.loads(line[start:]))
-                except json.JSONDecodeError:
-                    continue
-        return records
+        return [line for line in self.compose(*args).stdout.splitlines() if line]
+
+    def log_records(self, service: str, since: str | None = None) -> list[dict[str, object]]:
+        """The JSON lines a service logged (other lines skipped)."""
+        return json_records(self.log_lines(service, since))
+
+
+def json_records(lines: list[str]) -> list[dict[str, object]]:
+    """The lines that are JSON objects. Compose 2.26 puts an ANSI erase sequence before
+    each line."""
+    records = []
+    for line in lines:
+        start = line.find("{")
+        if start >= 0:
+            try:
+                records.append(json.loads(line[start:]))
+            except json.JSONDecodeError:
+                continue
+    return records
 
 
 GIXY = str(Path(sys.executable).with_name("gixy"))  # the virtualenv's, whatever PATH says
