@@ -55,9 +55,9 @@ class BenchStack(OnLoopback):
             # (nginx_ws_direct), a name no configuration could list in advance.
             "DJANGO_ALLOWED_HOSTS": "*",
             # A subnet of its own: the test suite's stacks may run beside it.
-            "EDGE_SUBNET": "172.31.252.0/24",
-            "EDGE_DYNAMIC_RANGE": "172.31.252.128/25",
-            "NGINX_EDGE_ADDRESS": "172.31.252.2",
+            "EDGE_SUBNET": "10.211.252.0/24",
+            "EDGE_DYNAMIC_RANGE": "10.211.252.128/25",
+            "NGINX_EDGE_ADDRESS": "10.211.252.2",
         }
         write_env_file(self.env_file, overrides)
 

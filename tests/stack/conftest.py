@@ -26,9 +26,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "APP_TAG": "e2e",  # own image tags: a developer's images stay as they are
         "GUNICORN_WORKERS": "2",
         # A subnet of its own: the TLS stack and the benchmark's run beside it.
-        "EDGE_SUBNET": "172.31.250.0/24",
-        "EDGE_DYNAMIC_RANGE": "172.31.250.128/25",
-        "NGINX_EDGE_ADDRESS": "172.31.250.2",
+        "EDGE_SUBNET": "10.211.250.0/24",
+        "EDGE_DYNAMIC_RANGE": "10.211.250.128/25",
+        "NGINX_EDGE_ADDRESS": "10.211.250.2",
     }
     env_file = tmp_path_factory.mktemp("stack") / "e2e.env"
     with booted(Stack(PROJECT, env_file, port), overrides, scale=2) as running:
@@ -52,9 +52,9 @@ def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "TLS_CERT_DIR": str(certs),
         "APP_TAG": "e2e",
         "GUNICORN_WORKERS": "1",
-        "EDGE_SUBNET": "172.31.251.0/24",
-        "EDGE_DYNAMIC_RANGE": "172.31.251.128/25",
-        "NGINX_EDGE_ADDRESS": "172.31.251.2",
+        "EDGE_SUBNET": "10.211.251.0/24",
+        "EDGE_DYNAMIC_RANGE": "10.211.251.128/25",
+        "NGINX_EDGE_ADDRESS": "10.211.251.2",
     }
     env_file = tmp_path_factory.mktemp("tls-stack") / "e2e-tls.env"
     files = ("docker-compose.yml", "docker-compose.tls.yml")
