@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ REQUIRED_VARIABLES = (
     "REDIS_URL",
 )
 HELLO_BODY = b'{"message": "Hello from DRF with Uvicorn!"}'
+WSCAT = ROOT / "tests" / "node_modules" / ".bin" / "wscat"
 
 
 class OnLoopback:
@@ -42,6 +44,21 @@ class OnLoopback:
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+
+def wscat_says_hi(ws_base: str) -> str:
+    """The design documents' example: `wscat -c <ws_base>/ws/chat/`, send Hi; what it printed.
+    (wscat exits silently when its stdin ends, so stdin stays open: a pipe from sleep.)"""
+    result = subprocess.run(  # noqa: S602 (fixed command line: the design documents' example)
+        f"sleep 6 | {WSCAT} --connect {ws_base}/ws/chat/ --execute Hi --wait 3",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 def free_port() -> int:
@@ -127,6 +144,12 @@ def variables_read_by_app_code() -> set[str]:
     sources = [*sorted((ROOT / "app").rglob("*.py")), ROOT / "gunicorn.conf.py"]
     pattern = re.compile(r"\b(?:env\.\w+|_env_int|_env)\(\s*\"([A-Z][A-Z0-9_]+)\"")
     return {name for source in sources for name in pattern.findall(source.read_text())}
+
+
+def secrets_read_by_app_code() -> set[str]:
+    """Names passed to env.secret: each may come as NAME_FILE too."""
+    source = (ROOT / "app" / "mainkode_example" / "settings.py").read_text()
+    return set(re.findall(r"\benv\.secret\(\s*\"([A-Z][A-Z0-9_]+)\"", source))
 
 
 def variables_read_by_nginx() -> set[str]:

@@ -6,6 +6,7 @@ one and forgotten in another fails here."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,12 +16,14 @@ from tests.support import (
     ROOT,
     nginx_defaults,
     nginx_derived,
+    secrets_read_by_app_code,
     variables_nginx_derives_from,
     variables_read_by_app_code,
     variables_read_by_nginx,
 )
 
-COMPOSE_FILES = ["docker-compose.yml", "docker-compose.tls.yml", "docker-compose.dev.yml"]
+COMPOSE_FILES = ["docker-compose.yml", "docker-compose.tls.yml", "docker-compose.dev.yml", "docker-compose.secrets.yml"]
+STACK_FILE = ROOT / "deploy" / "swarm" / "stack.yml"
 
 # Read by code but set by the compose files themselves, never by an operator.
 SET_BY_COMPOSE = {
@@ -45,6 +48,7 @@ COMPOSE_OWNED_DEFAULTS = {
     "HTTP_PORT": "the host port nginx is published on (nginx is told it)",
     "HTTPS_PORT": "the host port HTTPS is published on (nginx is told it)",
     "TLS_CERT_DIR": "the folder mounted into nginx",
+    "SECRETS_DIR": "the folder of the secret files (docker-compose.secrets.yml)",
     "EDGE_SUBNET": "the nginx-app network's addresses",
     "EDGE_DYNAMIC_RANGE": "the part of them the app replicas get",
     "NGINX_EDGE_ADDRESS": "nginx's address in it (the app believes its X-Forwarded-For)",
@@ -58,25 +62,48 @@ COMPOSE_OWNED_DEFAULTS = {
 }
 # Documented in .env.example but read by Docker Compose itself.
 READ_BY_COMPOSE_ITSELF = {"COMPOSE_FILE"}
+# Interpolated by the Swarm stack alone, with its default there.
+STACK_OWNED_DEFAULTS = {"APP_REPLICAS": "the app's replicas"}
+# Set by scripts/swarm-deploy, never by an operator.
+SET_BY_SWARM_DEPLOY = {"REDIS_START_DIGEST": "names the Redis start script's config after its content"}
 
 
-def compose_environment(service: str) -> dict[str, str]:
+def compose_environment(service: str, files: list[str] = COMPOSE_FILES) -> dict[str, str]:
     """What the compose files (merged in order) pass to `service`, uninterpolated."""
     passed: dict[str, str] = {}
-    for name in COMPOSE_FILES:
+    for name in files:
         services: dict[str, Any] = yaml.safe_load((ROOT / name).read_text())["services"]
         passed.update({key: str(value) for key, value in services.get(service, {}).get("environment", {}).items()})
     return passed
 
 
+def interpolations(path: Path) -> dict[str, str | None]:
+    """Each variable a compose file interpolates, with the default it writes (None: `?` or
+    `:?`, required)."""
+    text = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+    return {
+        variable: value if operator.endswith("-") else None
+        for variable, operator, value in re.findall(r"\$\{(\w+)(:?[-?])?([^}]*)\}", text)
+    }
+
+
 def compose_interpolations() -> dict[str, str | None]:
-    """Each variable compose interpolates, with the default it writes (None: `:?` required)."""
     found: dict[str, str | None] = {}
     for name in COMPOSE_FILES:
-        text = "\n".join(line for line in (ROOT / name).read_text().splitlines() if not line.lstrip().startswith("#"))
-        for variable, operator, value in re.findall(r"\$\{(\w+)(?::([-?]))?([^}]*)\}", text):
-            found[variable] = value if operator == "-" else None
+        found.update(interpolations(ROOT / name))
     return found
+
+
+def stack_environment(service: str) -> dict[str, str]:
+    services: dict[str, Any] = yaml.safe_load(STACK_FILE.read_text())["services"]
+    return {key: str(value) for key, value in services[service].get("environment", {}).items()}
+
+
+def as_files(environment: dict[str, str]) -> dict[str, str]:
+    """`environment` with each secret the app reads passed as NAME_FILE instead of NAME."""
+    return {
+        (f"{name}_FILE" if name in secrets_read_by_app_code() else name): value for name, value in environment.items()
+    }
 
 
 def documented() -> dict[str, bool]:
@@ -96,7 +123,47 @@ def test_every_variable_the_app_reads_is_passed_to_it_by_compose() -> None:
 
 
 def test_compose_passes_the_app_nothing_it_does_not_read() -> None:
-    assert set(compose_environment("app")) - variables_read_by_app_code() == set()
+    read = variables_read_by_app_code() | {f"{name}_FILE" for name in secrets_read_by_app_code()}
+    assert set(compose_environment("app")) - read == set()
+
+
+def test_compose_passes_every_secret_of_the_app_as_a_file_too() -> None:
+    assert {f"{name}_FILE" for name in secrets_read_by_app_code()} <= set(compose_environment("app"))
+
+
+@pytest.mark.parametrize("service", ["app", "migrate", "nginx"])
+def test_the_swarm_stack_passes_what_compose_passes(service: str) -> None:
+    """The same names (each secret as a file), and the same interpolation where compose
+    interpolates: no second default. FORWARDED_ALLOW_IPS differs (stack.yml says why);
+    the stack serves plain HTTP (docs/swarm.md: TLS), so the TLS file is left out."""
+    compose = as_files(compose_environment(service, ["docker-compose.yml", "docker-compose.secrets.yml"]))
+    stack = stack_environment(service)
+    assert set(stack) == set(compose)
+    for name, value in stack.items():
+        if name != "FORWARDED_ALLOW_IPS" and "${" in compose[name]:
+            assert interpolations_of(value).keys() == interpolations_of(compose[name]).keys(), name
+            defaults = {var: default for var, default in interpolations_of(value).items() if default}
+            assert defaults.items() <= interpolations_of(compose[name]).items(), name
+
+
+def interpolations_of(value: str) -> dict[str, str | None]:
+    return {
+        variable: default if operator.endswith("-") else None
+        for variable, operator, default in re.findall(r"\$\{(\w+)(:?[-?])?([^}]*)\}", value)
+    }
+
+
+def test_the_swarm_stack_interpolates_only_documented_variables_with_compose_defaults() -> None:
+    stack = interpolations(STACK_FILE)
+    assert set(stack) - set(documented()) - SET_BY_SWARM_DEPLOY.keys() == set()
+    compose = compose_interpolations()
+    text = STACK_FILE.read_text()
+    for name, default in set(re.findall(r"\$\{(\w+):-([^}]*)\}", text)):  # each one, not the last per name
+        if name in STACK_OWNED_DEFAULTS:
+            assert default, name
+            assert f"# {name}={default}\n" in (ROOT / ".env.example").read_text()
+        elif default:
+            assert compose.get(name) == default, name
 
 
 def test_every_variable_nginx_reads_is_passed_and_has_a_default() -> None:
@@ -111,7 +178,7 @@ def test_every_variable_nginx_reads_is_passed_and_has_a_default() -> None:
 def test_every_variable_compose_interpolates_is_documented_and_nothing_else() -> None:
     interpolated = set(compose_interpolations())
     assert interpolated - set(documented()) == set()
-    assert set(documented()) - interpolated - READ_BY_COMPOSE_ITSELF == set()
+    assert set(documented()) - interpolated - READ_BY_COMPOSE_ITSELF - STACK_OWNED_DEFAULTS.keys() == set()
 
 
 def test_no_default_is_written_twice() -> None:

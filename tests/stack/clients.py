@@ -1,5 +1,9 @@
 """Clients that load the stack while a fault is injected: a stream of GETs, and room
-sockets that reconnect and catch up the way the chat page does."""
+sockets that reconnect and catch up the way the chat page does.
+
+Given several entry points (the nodes of a swarm, each with its nginx), the HTTP clients
+act as the load balancer in front of them does: a connection refused by one goes to the
+next (it never reached nginx, so even a POST is safe to resend); any other failure counts."""
 
 from __future__ import annotations
 
@@ -17,12 +21,50 @@ from websockets.typing import Subprotocol
 SUBPROTOCOL = Subprotocol("mainkode.v1")
 
 
+class EntryPoints:
+    """Base URLs taken in turn; `send` moves on to the next one when a connection is refused."""
+
+    def __init__(self, bases: str | list[str]) -> None:
+        self.bases = [bases] if isinstance(bases, str) else bases
+        self._next = 0
+
+    @property
+    def limits(self) -> httpx.Limits:
+        """A connection per request across several entry points, as a load balancer in
+        front of them opens: a stopped entry point then refuses, never drops a reused one."""
+        return httpx.Limits(max_keepalive_connections=0) if len(self.bases) > 1 else httpx.Limits()
+
+    def urls(self, path: str) -> list[str]:
+        start, self._next = self._next, (self._next + 1) % len(self.bases)
+        return [self.bases[(start + i) % len(self.bases)] + path for i in range(len(self.bases))]
+
+
+def send(client: httpx.Client, method: str, urls: list[str], **kwargs: object) -> httpx.Response:
+    for url in urls[:-1]:
+        try:
+            return client.request(method, url, **kwargs)  # type: ignore[arg-type]
+        except httpx.ConnectError:
+            continue
+    return client.request(method, urls[-1], **kwargs)  # type: ignore[arg-type]
+
+
+async def send_async(client: httpx.AsyncClient, method: str, urls: list[str], **kwargs: object) -> httpx.Response:
+    for url in urls[:-1]:
+        try:
+            return await client.request(method, url, **kwargs)  # type: ignore[arg-type]
+        except httpx.ConnectError:
+            continue
+    return await client.request(method, urls[-1], **kwargs)  # type: ignore[arg-type]
+
+
 class Traffic:
     """GET requests through nginx, one after another, in a background thread, until
-    stopped; records every failure (a non-200 answer or a transport error)."""
+    stopped; records every failure (a non-200 answer or a transport error). `base` is a
+    base URL or several (then `path` is requested from each in turn)."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, base: str | list[str], path: str = "") -> None:
+        self.entry = EntryPoints(base)
+        self.path = path
         self.sent = 0
         self.failures: list[str] = []
         self._stop = threading.Event()
@@ -30,11 +72,11 @@ class Traffic:
         self._thread.start()
 
     def _run(self) -> None:
-        with httpx.Client(timeout=15) as client:
+        with httpx.Client(timeout=15, limits=self.entry.limits) as client:
             while not self._stop.is_set():
                 self.sent += 1
                 try:
-                    response = client.get(self.url)
+                    response = send(client, "GET", self.entry.urls(self.path))
                     if response.status_code != 200:
                         self.failures.append(f"HTTP {response.status_code}")
                 except httpx.HTTPError as error:
@@ -110,8 +152,9 @@ class Poster:
     """Posts numbered messages to a room over REST at a steady pace until stopped; keeps
     the id of each one acknowledged with 201."""
 
-    def __init__(self, http: str, slug: str, token: str, interval: float = 0.1) -> None:
-        self.url = f"{http}/api/rooms/{slug}/messages/"
+    def __init__(self, http: str | list[str], slug: str, token: str, interval: float = 0.1) -> None:
+        self.entry = EntryPoints(http)
+        self.path = f"/api/rooms/{slug}/messages/"
         self.headers = {"Authorization": f"Token {token}"}
         self.interval = interval
         self.acknowledged: dict[int, str] = {}
@@ -128,13 +171,13 @@ class Poster:
         await self._task
 
     async def _run(self) -> None:
-        async with httpx.AsyncClient(timeout=15, headers=self.headers) as http:
+        async with httpx.AsyncClient(timeout=15, headers=self.headers, limits=self.entry.limits) as http:
             number = 0
             while not self._stop.is_set():
                 number += 1
                 body = f"post {number}"
                 try:
-                    response = await http.post(self.url, json={"body": body})
+                    response = await send_async(http, "POST", self.entry.urls(self.path), json={"body": body})
                     if response.status_code == 201:
                         self.acknowledged[response.json()["id"]] = body
                     else:

@@ -37,16 +37,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Production mode with real (random) secrets, TLS on with a self-signed certificate."""
+    """Production mode with real (random) secrets read from files (docker-compose.secrets.yml),
+    TLS on with a self-signed certificate."""
     port, https_port = free_port(), free_port()
     certs = tmp_path_factory.mktemp("certs")
     subprocess.run([str(ROOT / "scripts" / "certs"), str(certs)], check=True, capture_output=True)
+    secret_files = tmp_path_factory.mktemp("secrets")
+    for name, length in (("django_secret_key", 50), ("postgres_password", 24), ("redis_password", 24)):
+        (secret_files / name).write_text(secrets.token_urlsafe(length) + "\n")
+        (secret_files / name).chmod(0o644)  # the containers' users read it (docs/operations.md)
     overrides = {
         "DJANGO_ENV": "production",
         "DJANGO_ADMIN_URL": "staff-area/",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
-        "REDIS_PASSWORD": secrets.token_urlsafe(24),
+        # Empty: docker-compose.secrets.yml passes the files instead.
+        "DJANGO_SECRET_KEY": "",
+        "POSTGRES_PASSWORD": "",
+        "REDIS_PASSWORD": "",
+        "SECRETS_DIR": str(secret_files),
         "HTTP_PORT": str(port),
         "HTTPS_PORT": str(https_port),
         "TLS_CERT_DIR": str(certs),
@@ -57,7 +64,7 @@ def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "NGINX_EDGE_ADDRESS": "10.211.251.2",
     }
     env_file = tmp_path_factory.mktemp("tls-stack") / "e2e-tls.env"
-    files = ("docker-compose.yml", "docker-compose.tls.yml")
+    files = ("docker-compose.yml", "docker-compose.tls.yml", "docker-compose.secrets.yml")
     with booted(Stack(f"{PROJECT}-tls", env_file, port, files, https_port), overrides, scale=1) as running:
         yield running
 

@@ -7,17 +7,21 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 
 from tests.stack.compose import PROJECT, Stack
-from tests.support import HELLO_BODY, assert_everyone_receives, open_room_clients_on_distinct_workers, recv_json
+from tests.support import (
+    HELLO_BODY,
+    assert_everyone_receives,
+    open_room_clients_on_distinct_workers,
+    recv_json,
+    wscat_says_hi,
+)
 
 pytestmark = pytest.mark.stack
-WSCAT = Path(__file__).resolve().parents[1] / "node_modules" / ".bin" / "wscat"
 
 
 def test_curl_example_through_nginx(stack: Stack) -> None:
@@ -30,17 +34,7 @@ def test_curl_example_through_nginx(stack: Stack) -> None:
 
 
 def test_wscat_example_through_nginx(stack: Stack) -> None:
-    # wscat exits silently when its stdin ends, so stdin stays open (a pipe from sleep).
-    result = subprocess.run(  # noqa: S602 (fixed command line: the design documents' example)
-        f"sleep 6 | {WSCAT} --connect {stack.ws}/ws/chat/ --execute Hi --wait 3",
-        shell=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == '{"message": "Echo: Hi"}'
+    assert wscat_says_hi(stack.ws) == '{"message": "Echo: Hi"}'
 
 
 @pytest.mark.asyncio

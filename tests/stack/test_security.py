@@ -1,11 +1,13 @@
-"""Security of the production-mode stack (random secrets, TLS on): the stores refuse
-clients without their passwords, the secrets appear in no image layer and no log line,
-and an oversized WebSocket frame closes the socket with 1009."""
+"""Security of the production-mode stack (random secrets from files, TLS on): the stores
+refuse clients without their passwords, the secrets appear in no container's
+configuration, no image layer and no log line, and an oversized WebSocket frame closes the
+socket with 1009."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
@@ -32,10 +34,12 @@ print("; ".join(failures) or "refused")
 """
 
 
-def env_value(stack: Stack, name: str) -> str:
-    return next(
-        line.split("=", 1)[1] for line in stack.env_file.read_text().splitlines() if line.startswith(f"{name}=")
+def secret_values(stack: Stack) -> list[str]:
+    """The secrets of a stack that reads them from files (SECRETS_DIR, one file each)."""
+    folder = next(
+        line.split("=", 1)[1] for line in stack.env_file.read_text().splitlines() if line.startswith("SECRETS_DIR=")
     )
+    return [path.read_text().strip() for path in sorted(Path(folder).iterdir())]
 
 
 def test_postgres_and_redis_refuse_clients_without_their_passwords(tls_stack: Stack) -> None:
@@ -46,7 +50,8 @@ def test_postgres_and_redis_refuse_clients_without_their_passwords(tls_stack: St
 
 REDIS_ACL_PROBE = """
 import os, redis
-app = redis.Redis(host="redis", username="app", password=os.environ["REDIS_PASSWORD"], socket_timeout=5)
+password = open(os.environ["REDIS_PASSWORD_FILE"]).read().strip()
+app = redis.Redis(host="redis", username="app", password=password, socket_timeout=5)
 assert app.ping() and app.set("acl-probe", 1)
 refused = []
 for command in (("CONFIG", "GET", "*"), ("FLUSHALL",), ("DEBUG", "SLEEP", "0"), ("KEYS", "*"), ("SHUTDOWN",)):
@@ -55,7 +60,7 @@ for command in (("CONFIG", "GET", "*"), ("FLUSHALL",), ("DEBUG", "SLEEP", "0"), 
     except redis.exceptions.ResponseError:  # NOPERM from the ACL (DEBUG: disabled outright too)
         refused.append(command[0])
 try:
-    redis.Redis(host="redis", password=os.environ["REDIS_PASSWORD"], socket_timeout=5).ping()
+    redis.Redis(host="redis", password=password, socket_timeout=5).ping()
     refused.append("default user ON")
 except (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError):
     pass
@@ -69,8 +74,13 @@ def test_the_app_redis_user_cannot_administer_redis(tls_stack: Stack) -> None:
     assert result.stdout.split() == ["CONFIG", "FLUSHALL", "DEBUG", "KEYS", "SHUTDOWN"]
 
 
-def test_secrets_appear_in_no_image_layer_and_no_log(tls_stack: Stack) -> None:
-    secrets = [env_value(tls_stack, name) for name in ("DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD")]
+def test_secrets_appear_in_no_container_configuration_no_image_layer_and_no_log(tls_stack: Stack) -> None:
+    secrets = secret_values(tls_stack)
+    assert len(secrets) == 3
+    containers = [str(c["ID"]) for c in tls_stack.containers()]
+    inspected = subprocess.run(["docker", "inspect", *containers], capture_output=True, text=True, check=True).stdout
+    assert "/run/secrets/redis_password" in inspected  # the files' paths, never their content
+    assert not [s for s in secrets if s in inspected]
     images = {str(c["Image"]) for c in tls_stack.containers() if c["Service"] in ("app", "nginx")}
     for image in images:
         history = subprocess.run(
