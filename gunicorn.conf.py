@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,27 @@ timeout = _env_int("GUNICORN_TIMEOUT", 30, minimum=1)
 
 # Seconds between SIGTERM and the arbiter's SIGKILL of workers that have not exited.
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=2)
+
+# Seconds the server keeps serving after SIGTERM before it starts that graceful shutdown.
+# 0 under compose, where Docker's DNS drops a container only once it has exited. Swarm
+# drops a task from DNS as soon as it begins to stop, and nginx re-resolves the app every
+# 10 s (nginx/templates): deploy/swarm/stack.yml sets 10, so nginx has let go of a replica
+# before the replica closes its listening socket.
+drain_seconds = _env_int("GUNICORN_DRAIN_SECONDS", 0)
+
+
+def on_starting(server: Any) -> None:
+    """Delay the arbiter's SIGTERM handling by drain_seconds (its workers serve meanwhile)."""
+    if drain_seconds:
+        stop = server.handle_term
+
+        def drain_then_stop() -> None:
+            server.log.info("SIGTERM: serving %s s more while the proxies let go", drain_seconds)
+            time.sleep(drain_seconds)
+            stop()
+
+        server.handle_term = drain_then_stop
+
 
 # Seconds an idle keep-alive connection stays open. Must be LONGER than nginx's upstream
 # `keepalive_timeout` (nginx/templates: 60s), or nginx reuses a connection the worker is

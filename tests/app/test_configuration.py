@@ -41,6 +41,7 @@ SET_BY_OTHER_DEPLOYMENTS = {
 # Read by the app's code, deliberately not passed by compose.
 NOT_PASSED_BY_COMPOSE = {
     "POSTGRES_PORT": "compose's Postgres listens on its default port; for a database elsewhere",
+    "GUNICORN_DRAIN_SECONDS": "0 under compose; the Swarm stack sets it (gunicorn.conf.py says why)",
 }
 # Interpolated by compose with a default of its own: values only compose uses.
 COMPOSE_OWNED_DEFAULTS = {
@@ -64,6 +65,8 @@ COMPOSE_OWNED_DEFAULTS = {
 READ_BY_COMPOSE_ITSELF = {"COMPOSE_FILE"}
 # Interpolated by the Swarm stack alone, with its default there.
 STACK_OWNED_DEFAULTS = {"APP_REPLICAS": "the app's replicas"}
+# Set by the Swarm stack to a fixed value of its own.
+SET_BY_THE_STACK = {"GUNICORN_DRAIN_SECONDS": "Swarm drops a stopping task from DNS at once"}
 # Set by scripts/swarm-deploy, never by an operator.
 SET_BY_SWARM_DEPLOY = {"REDIS_START_DIGEST": "names the Redis start script's config after its content"}
 
@@ -138,9 +141,9 @@ def test_the_swarm_stack_passes_what_compose_passes(service: str) -> None:
     the stack serves plain HTTP (docs/swarm.md: TLS), so the TLS file is left out."""
     compose = as_files(compose_environment(service, ["docker-compose.yml", "docker-compose.secrets.yml"]))
     stack = stack_environment(service)
-    assert set(stack) == set(compose)
+    assert set(stack) - SET_BY_THE_STACK.keys() == set(compose)
     for name, value in stack.items():
-        if name != "FORWARDED_ALLOW_IPS" and "${" in compose[name]:
+        if name not in ("FORWARDED_ALLOW_IPS", *SET_BY_THE_STACK) and "${" in compose[name]:
             assert interpolations_of(value).keys() == interpolations_of(compose[name]).keys(), name
             defaults = {var: default for var, default in interpolations_of(value).items() if default}
             assert defaults.items() <= interpolations_of(compose[name]).items(), name

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +42,18 @@ async def test_the_configured_worker_serves_and_applies_its_limits(start_gunicor
             await asyncio.wait_for(ws.recv(), 5)
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1009
+
+
+def test_after_sigterm_the_server_serves_for_the_drain_seconds_then_stops(
+    start_gunicorn: Callable[..., LiveServer],
+) -> None:
+    server = start_gunicorn(1, configured=True, GUNICORN_DRAIN_SECONDS="3")
+    server.process.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    time.sleep(2)  # inside the drain: still serving, listening socket open
+    assert httpx.get(f"{server.http}/api/hello/", timeout=5).content == HELLO_BODY
+    assert server.process.wait(timeout=40) == 0
+    assert time.monotonic() - sent >= 3
 
 
 def test_the_configuration_refuses_a_bad_variable_naming_it() -> None:

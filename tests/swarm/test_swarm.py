@@ -90,11 +90,16 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def nginx_records(deployment: Deployment, nodes: list[Node] | None = None) -> list[dict[str, Any]]:
-    """The access log of every nginx container, running or exited, on `nodes`."""
+def nginx_records(
+    deployment: Deployment, nodes: list[Node] | None = None, *, running_only: bool = False
+) -> list[dict[str, Any]]:
+    """The access log of every nginx container on `nodes`: the running ones, or with the
+    exited ones (an update replaces nginx) before them."""
     records = []
+    which = ["--filter", "status=running"] if running_only else ["--all"]
     for node in nodes or deployment.nodes:
-        for container in node.docker("ps", "--all", "--quiet", "--filter", f"name={STACK}_nginx").split():
+        # Newest first: reversed, so the running container's lines come last.
+        for container in reversed(node.docker("ps", "--quiet", *which, "--filter", f"name={STACK}_nginx").split()):
             logs = node.call("logs", container)
             records += json_records(logs.stdout.splitlines())
     return records
@@ -127,6 +132,20 @@ def new_room(deployment: Deployment, token: str) -> str:
     )
     assert response.status_code == 201, response.text
     return slug
+
+
+def post_messages(deployment: Deployment, token: str, slug: str, label: str, count: int) -> set[int]:
+    """Post `count` messages over REST; the ids acknowledged (each must be)."""
+    ids = set()
+    for number in range(count):
+        response = httpx.post(
+            f"{deployment.http}/api/rooms/{slug}/messages/",
+            json={"body": f"{label} {number}"},
+            headers={"Authorization": f"Token {token}"},
+        )
+        assert response.status_code == 201
+        ids.add(response.json()["id"])
+    return ids
 
 
 def stored_ids(deployment: Deployment, slug: str) -> set[int]:
@@ -354,7 +373,8 @@ def test_scaling_up_and_down_under_traffic(deployment: Deployment) -> None:
 
             def nginx_uses_all(addresses: set[str] = addresses) -> bool:
                 httpx.get(f"{deployment.http}/api/hello/")
-                return addresses <= upstreams(nginx_records(deployment, [deployment.swarm.manager])[-40:])
+                recent = nginx_records(deployment, [deployment.swarm.manager], running_only=True)[-40:]
+                return addresses <= upstreams(recent)
 
             if replicas == 3:
                 seen_after.append(wait_for(nginx_uses_all, 30, "nginx sending to every new replica"))
@@ -365,6 +385,30 @@ def test_scaling_up_and_down_under_traffic(deployment: Deployment) -> None:
         f"swarm scale 2 -> 3 -> 1 -> 2: {traffic.sent} GETs, 0 failed; nginx used all 3 replicas "
         f"{seen_after[0]:.1f} s after the scale converged"
     )
+
+
+# --- Postgres' data across a task restart ----------------------------------------------------
+
+
+def test_postgres_keeps_its_data_when_its_task_is_replaced(deployment: Deployment, token: str) -> None:
+    """A new Postgres task (what a redeploy with a new Postgres image or a crash gives):
+    it starts on the labelled node, on the same volume."""
+    slug = new_room(deployment, token)
+    posted = post_messages(deployment, token, slug, "kept", 5)
+    before = next(t for t in tasks(deployment.swarm, "postgres") if t["Status"]["State"] == "running")
+    replaced = time.monotonic()
+    deployment.docker("service", "update", "--force", "--detach=false", f"{STACK}_postgres", timeout=300)
+
+    def serves_the_room() -> bool:
+        return httpx.get(f"{deployment.http}/api/rooms/{slug}/messages/", timeout=15).status_code == 200
+
+    wait_for(serves_the_room, 120, "the room served again")
+    back = time.monotonic() - replaced
+    after = next(t for t in tasks(deployment.swarm, "postgres") if t["Status"]["State"] == "running")
+    assert after["ID"] != before["ID"]
+    assert task_node(deployment, after) == deployment.swarm.manager.name  # the labelled node
+    assert posted <= stored_ids(deployment, slug)
+    print(f"swarm Postgres task replaced: served again {back:.0f} s after the update began; 5 of 5 messages kept")
 
 
 # --- 6. a drained node, a killed node ---------------------------------------------------------
@@ -398,11 +442,15 @@ def test_draining_a_node_moves_its_replicas_without_a_failed_request(deployment:
 
 
 def test_a_killed_worker_node_loses_no_acknowledged_message(deployment: Deployment, token: str) -> None:
+    workers = [node.name for node in deployment.swarm.workers]
+    if not any(task_node(deployment, t) in workers for t in running_app_tasks(deployment)):
+        # Both replicas on the manager (a drain moves replicas, reactivating does not move
+        # them back): a forced update places them anew, spread over the nodes.
+        deployment.docker("service", "update", "--force", "--detach=false", f"{STACK}_app", timeout=300)
     running = running_app_tasks(deployment)
     redis_node = task_node(
         deployment, next(t for t in tasks(deployment.swarm, "redis") if t["Status"]["State"] == "running")
     )
-    workers = [node.name for node in deployment.swarm.workers]
     candidates = [task_node(deployment, t) for t in running if task_node(deployment, t) in workers]
     assert candidates, "no worker node runs an app replica"
     target = next((name for name in candidates if name != redis_node), candidates[0])
@@ -411,13 +459,7 @@ def test_a_killed_worker_node_loses_no_acknowledged_message(deployment: Deployme
 
     slug = new_room(deployment, token)
     headers = {"Authorization": f"Token {token}"}
-    acknowledged = set()
-    for number in range(10):
-        response = httpx.post(
-            f"{deployment.http}/api/rooms/{slug}/messages/", json={"body": f"before {number}"}, headers=headers
-        )
-        assert response.status_code == 201
-        acknowledged.add(response.json()["id"])
+    acknowledged = post_messages(deployment, token, slug, "before", 10)
 
     traffic = Traffic(deployment.entry_points(others), "/api/hello/")
     try:
