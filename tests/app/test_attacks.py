@@ -174,6 +174,7 @@ async def test_an_expired_token_in_the_subprotocol_closes_with_4401(lobby: Room,
     accepted, _ = await ws.connect()
     assert accepted
     assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+    await ws.disconnect()  # the consumer ends here, not in the loop's teardown
 
 
 # --- logging in while Redis is down --------------------------------------------------------------

@@ -72,6 +72,7 @@ async def test_foreign_origin_is_refused() -> None:
     ws = communicator("/ws/chat/", [(b"origin", b"https://evil.example")])
     accepted, _ = await ws.connect()
     assert not accepted
+    await ws.disconnect()  # the consumer ends here, not in the loop's teardown
 
 
 @pytest.mark.parametrize(
@@ -101,6 +102,10 @@ async def test_an_origin_is_the_site_own_only_with_its_scheme_host_and_port(
     ws.scope["scheme"] = scheme
     accepted, _ = await ws.connect()
     assert not accepted
+    # The client goes away, as a browser does: the consumer ends (and stops listening on
+    # the channel layer) within the test, not in the event loop's teardown, where its
+    # pending Redis read could outlive the cancellation (a hang seen in CI).
+    await ws.disconnect()
 
 
 async def test_missing_origin_is_accepted_for_non_browser_clients() -> None:
@@ -111,6 +116,7 @@ async def test_missing_origin_is_accepted_for_non_browser_clients() -> None:
 async def test_unknown_path_closes_with_4404() -> None:
     ws = await connected("/ws/nowhere/")
     assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4404}
+    await ws.disconnect()  # the consumer ends here, not in the loop's teardown
 
 
 # --- /ws/chat/<room>/: group chat over the Redis layer ----------------------------------------

@@ -128,3 +128,4 @@ async def test_foreign_origin_is_refused_on_rooms_too(lobby: Room) -> None:
     ws = WebsocketCommunicator(application, "/ws/rooms/lobby/", headers=[(b"origin", b"https://evil.example")])
     accepted, _ = await ws.connect()
     assert not accepted
+    await ws.disconnect()  # the consumer ends here, not in the loop's teardown
