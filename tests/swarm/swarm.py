@@ -134,14 +134,6 @@ class Swarm:
         """The environment for a docker CLI that talks to the manager."""
         return {**os.environ, "DOCKER_HOST": self.manager.host}
 
-    def node_of_container(self) -> dict[str, Node]:
-        """Every running container of the swarm, by id, with the node that runs it."""
-        found = {}
-        for node in self.nodes:
-            for cid in node.docker("ps", "--quiet", "--no-trunc", check=False, timeout=30).split():
-                found[cid] = node
-        return found
-
     def remove(self) -> None:
         containers = run("docker", "ps", "--all", "--quiet", "--filter", f"name={self.prefix}-").split()
         if containers:
