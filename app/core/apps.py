@@ -10,6 +10,9 @@ class CoreConfig(AppConfig):
     name = "core"
     verbose_name = "Core"
 
+    def ready(self) -> None:
+        from core import checks  # noqa: F401, PLC0415 (registers the system checks)
+
 
 class AdminConfig(admin_apps.AdminConfig):
     """django.contrib.admin, with the login throttle of core.auth on its site."""

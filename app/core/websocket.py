@@ -14,7 +14,7 @@ import io
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, cast
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
@@ -34,11 +34,8 @@ CLOSE_NOT_FOUND = 4404
 SUBPROTOCOL = "mainkode.v1"
 TOKEN_SUBPROTOCOL_PREFIX = "auth."  # noqa: S105 (a prefix, not a secret)
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
-
-def in_db_thread(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+def in_db_thread[**P, R](func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     """Channels' database_sync_to_async (closes stale connections around the call), typed."""
     return cast(Callable[P, Awaitable[R]], database_sync_to_async(func))
 

@@ -11,18 +11,16 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
-
-T = TypeVar("T")
 
 _env = environ.Env()
 _NO_DEFAULT: Any = environ.Env.NOTSET
 
 
-def _read(name: str, parse: Callable[..., T], expects: str, default: Any) -> T:
+def _read[T](name: str, parse: Callable[..., T], expects: str, default: Any) -> T:
     # Set but empty is as good as unset: compose passes every optional knob as `${NAME:-}`,
     # so the default below, in code, is the only one.
     if not os.environ.get(name, "").strip():

@@ -150,3 +150,11 @@ def test_a_bad_secret_file_stops_the_process_naming_the_variable(how: str, expec
     result = load_settings(**overrides)
     assert result.returncode != 0
     assert expects in result.stderr
+
+
+@pytest.mark.parametrize(("version", "warned"), [((3, 11, 7), True), ((3, 12, 0), False), ((3, 13, 5), False)])
+def test_a_python_older_than_3_12_is_warned_about(version: tuple[int, int, int], warned: bool) -> None:
+    from core.checks import python_version_check  # noqa: PLC0415 (needs Django set up)
+
+    messages = python_version_check(version=version)
+    assert [message.id for message in messages] == (["core.W001"] if warned else [])

@@ -71,22 +71,26 @@ def test_the_configuration_refuses_a_bad_variable_naming_it() -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_socket_is_one_log_line(start_gunicorn: Callable[..., LiveServer], tmp_path: Path) -> None:
-    """The app's access line per socket, and no INFO chatter of uvicorn's for it."""
+async def test_every_closed_socket_ends_its_consumer_with_one_log_line(
+    start_gunicorn: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    """The app's access line per socket, written when its consumer ends, and no INFO
+    chatter of uvicorn's for it. Sockets in quick succession: on Python 3.11 a consumer
+    could miss its cancellation and never end (docs/design.md, Images)."""
     log = tmp_path / "gunicorn.log"
     server = start_gunicorn(1, configured=True, log=log)
-    for _ in range(3):
+    sockets = 30
+    for _ in range(sockets):
         async with connect(f"{server.ws}/ws/chat/") as ws:
             await ws.send("Hi")
             await asyncio.wait_for(ws.recv(), 5)
-    # The access line is written when the socket's handler returns: wait for all three.
     for _ in range(100):
         lines = log.read_text().splitlines()
         access = [line for line in lines if '"path": "/ws/chat/"' in line and "mainkode_example.access" in line]
-        if len(access) >= 3:
+        if len(access) >= sockets:
             break
         await asyncio.sleep(0.1)
-    assert len(access) == 3, lines
+    assert len(access) == sockets, f"{sockets - len(access)} consumers still running after their socket closed"
     chatter = [
         line for line in lines if "connection open" in line or "connection closed" in line or "[accepted]" in line
     ]
