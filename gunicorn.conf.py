@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
 
@@ -94,13 +95,14 @@ def on_starting(server: Any) -> None:
 
 
 # Seconds an idle keep-alive connection stays open. Must be LONGER than nginx's upstream
-# `keepalive_timeout` (nginx/templates: 60s), or nginx reuses a connection the worker is
+# `keepalive_timeout` (nginx/templates: 10s), or nginx reuses a connection the worker is
 # closing and the request gets a 502.
 keepalive = _env_int("GUNICORN_KEEPALIVE", 75, minimum=1)
 
 # Recycle a worker after this many HTTP requests (+ random jitter so workers do not all
 # restart together), bounding slow memory growth. Sockets a recycled worker holds are
-# closed with 1012 and clients reconnect; a worker that only serves WebSockets never
+# closed with 1012 and clients reconnect; its keep-alive connections lose no request
+# (DrainOnRecycleHttpToolsProtocol below). A worker that only serves WebSockets never
 # reaches the count. 0 disables.
 max_requests = _env_int("GUNICORN_MAX_REQUESTS", 20000)
 max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 2000)
@@ -181,20 +183,46 @@ WS_MAX_MESSAGE_BYTES = _env_int("WS_MAX_MESSAGE_BYTES", 65536, minimum=1024)
 WS_PING_INTERVAL = _env_int("WS_PING_INTERVAL", 20, minimum=1)
 
 
+class DrainOnRecycleHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, except when Gunicorn recycles its worker at
+    max_requests: uvicorn would close an idle keep-alive connection at once, while nginx
+    may be writing the next request into it; that request is lost (a 502: nginx retries a
+    GET, never a POST). Here an idle connection stays open and answers one more request
+    with `Connection: close`, or nginx closes it first (its upstream keepalive_timeout,
+    10 s, within the shutdown's grace below). On SIGTERM uvicorn's own shutdown applies."""
+
+    draining = False
+
+    def shutdown(self) -> None:
+        limit = self.config.limit_max_requests
+        recycled = limit is not None and self.server_state.total_requests >= limit
+        if recycled and (self.cycle is None or self.cycle.response_complete):
+            self.draining = True
+        else:
+            super().shutdown()
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self.draining and self.cycle is not None:
+            self.cycle.keep_alive = False
+
+
 class DjangoUvicornWorker(UvicornWorker):
     """uvicorn-worker's UvicornWorker with the uvicorn options Gunicorn has no flag for."""
 
     CONFIG_KWARGS: dict[str, Any] = {
         "loop": "uvloop",  # libuv event loop: faster than asyncio's default
-        "http": "httptools",  # C HTTP/1.1 parser: faster than h11
+        "http": DrainOnRecycleHttpToolsProtocol,  # httptools: a C HTTP/1.1 parser, faster than h11
         "ws": "websockets-sansio",  # the websockets library's maintained (sans-I/O) API
         "lifespan": "off",  # Django implements no ASGI lifespan; "auto" only logs noise
         "access_log": False,  # the app writes its own (see accesslog above)
         "ws_max_size": WS_MAX_MESSAGE_BYTES,
         "ws_ping_interval": WS_PING_INTERVAL,
         "ws_ping_timeout": WS_PING_INTERVAL,
-        # Gunicorn's graceful_timeout is not passed on to uvicorn: finish in-flight requests
-        # and close sockets (1012) a few seconds BEFORE the arbiter's SIGKILL.
+        # Gunicorn's graceful_timeout is not passed on to uvicorn: finish in-flight requests,
+        # a recycled worker's idle connections (DrainOnRecycleHttpToolsProtocol) and sockets
+        # (1012) a few seconds BEFORE the arbiter's SIGKILL. Keep it above nginx's upstream
+        # keepalive_timeout.
         "timeout_graceful_shutdown": max(1, graceful_timeout - 5),
         "proxy_headers": True,
     }

@@ -10,8 +10,10 @@ offering SUBPROTOCOL plus `auth.<token>`; the server answers SUBPROTOCOL, never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -25,11 +27,23 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from knox.auth import TokenAuthentication
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework.exceptions import AuthenticationFailed
+
+logger = logging.getLogger(__name__)
 
 # Application close codes (4000-4999 are free for applications), after HTTP's statuses.
 CLOSE_INVALID_TOKEN = 4401
 CLOSE_NOT_FOUND = 4404
+# RFC 6455's registry: Try Again Later, a temporary condition. The socket's channel layer
+# (Redis) failed; the client reconnects after a pause and fetches what it missed.
+CLOSE_TRY_AGAIN_LATER = 1013
+CHANNEL_LAYER_ERRORS = (RedisConnectionError, RedisTimeoutError)
+
+# An alias CHANNEL_LAYERS does not define: Channels gives a consumer naming it no channel
+# layer, so a socket nothing is ever sent to does not listen on Redis (nor fail with it).
+NO_CHANNEL_LAYER = "none"
 
 SUBPROTOCOL = "mainkode.v1"
 TOKEN_SUBPROTOCOL_PREFIX = "auth."  # noqa: S105 (a prefix, not a secret)
@@ -105,6 +119,21 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
     subprotocol: str | None = None
     joined: tuple[str, ...] = ()
     refresher: asyncio.Task[None] | None = None
+    accepted = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Channels' consumer, except that a channel-layer failure (Redis gone: a read,
+        a group_add in the handshake, a group_send) closes the socket with
+        CLOSE_TRY_AGAIN_LATER, where it would drop it without a close frame (or answer
+        the handshake with a 500)."""
+        try:
+            await super().__call__(scope, receive, send)
+        except CHANNEL_LAYER_ERRORS as error:
+            logger.warning("Channel layer unavailable, socket closed with %d: %s", CLOSE_TRY_AGAIN_LATER, error)
+            with contextlib.suppress(OSError):  # the client may be gone already
+                if not self.accepted:
+                    await send({"type": "websocket.accept", "subprotocol": self.subprotocol})
+                await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER})
 
     async def join_group(self, group: str) -> None:
         """Join a channel-layer group for as long as the socket is open. channels_redis
@@ -118,16 +147,24 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
             self.refresher = asyncio.create_task(self.renew_groups(expiry / 2))
 
     async def renew_groups(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            for group in self.joined:
-                await self.channel_layer.group_add(group, self.channel_name)
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                for group in self.joined:
+                    await self.channel_layer.group_add(group, self.channel_name)
+        except CHANNEL_LAYER_ERRORS:
+            # Unrenewed, a membership lapses and the socket goes silent: the client
+            # reconnects and joins anew instead.
+            await self.close(code=CLOSE_TRY_AGAIN_LATER)
 
     async def leave_groups(self) -> None:
         if self.refresher is not None:
             self.refresher.cancel()
         for group in self.joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
+            # With Redis gone, the membership stays behind until the group's expiry; what
+            # is sent to it meanwhile expires unread (CHANNEL_LAYER_EXPIRY).
+            with contextlib.suppress(*CHANNEL_LAYER_ERRORS):
+                await self.channel_layer.group_discard(group, self.channel_name)
         self.joined = ()
 
     async def disconnect(self, code: int) -> None:
@@ -154,6 +191,7 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
         return content
 
     async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        self.accepted = True
         await super().accept(subprotocol or self.subprotocol, headers)
 
     async def close_with(self, code: int) -> None:
@@ -183,6 +221,8 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
 
 class NotFoundConsumer(AsyncWebsocketConsumer):
     """The WebSocket equivalent of a 404: the routing's last, catch-all route."""
+
+    channel_layer_alias = NO_CHANNEL_LAYER
 
     async def connect(self) -> None:
         await self.accept()

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 
-from core.websocket import FrameError, JsonFrameConsumer
+from core.websocket import NO_CHANNEL_LAYER, FrameError, JsonFrameConsumer
 
 # Which server process holds a socket: the container's host name tells replicas apart,
 # the pid tells Gunicorn's worker processes apart.
@@ -33,6 +33,7 @@ class EchoConsumer(JsonFrameConsumer):
     """`/ws/chat/`: `Hi` (or `{"message": "Hi"}`) -> `{"message": "Echo: Hi"}`."""
 
     frame_example = '{"message": "..."}'
+    channel_layer_alias = NO_CHANNEL_LAYER  # answers its own socket only
 
     def decode_frame(self, text_data: str | None) -> dict[str, Any]:
         try:

@@ -9,6 +9,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 
 from mainkode_example import env
 
@@ -169,12 +173,17 @@ REDIS_SOCKET_TIMEOUT = 15
 # Connections are reused, so the steady state stays small; this bounds the burst (per
 # worker process; Redis allows 10,000 clients).
 CHANNEL_LAYER_MAX_CONNECTIONS = env.integer("CHANNEL_LAYER_MAX_CONNECTIONS", default=1000, minimum=1)
+# A pooled connection that Redis dropped (a restart) fails only when next used: a command
+# that meets a broken connection runs once more, on a new one, so the first handshake or
+# login after Redis is back does not fail. A broken connection only, never a timeout (the
+# command may have run). The same for the cache below.
 _redis_host: dict[str, object] = {
     "address": REDIS_URL,
     "max_connections": CHANNEL_LAYER_MAX_CONNECTIONS,
     "socket_timeout": REDIS_SOCKET_TIMEOUT,
     "socket_connect_timeout": 5,
     "socket_keepalive": True,
+    "retry": AsyncRetry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
 }
 if REDIS_PASSWORD:
     _redis_host["password"] = REDIS_PASSWORD
@@ -230,6 +239,7 @@ CACHES = {
             **({"password": REDIS_PASSWORD} if REDIS_PASSWORD else {}),
             "socket_timeout": 2,
             "socket_connect_timeout": 2,
+            "retry": Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
         },
     }
 }

@@ -200,3 +200,27 @@ async def test_a_room_socket_still_receives_after_the_group_expiry() -> None:
         assert (await ws.receive_json_from(timeout=5))["message"] == "still there?"
     for ws in (alice, bob):
         await ws.disconnect()
+
+
+@pytest.fixture
+def channel_layer_down(channel_layer: Any, settings: Any) -> None:
+    """The channel layer pointed at a Redis that is not there (the discard port), after
+    the real one's fixture (which empties it) is set up."""
+    layers = {"default": {**settings.CHANNEL_LAYERS["default"]}}
+    host = {**layers["default"]["CONFIG"]["hosts"][0], "address": "redis://127.0.0.1:9/0"}
+    layers["default"]["CONFIG"] = {**layers["default"]["CONFIG"], "hosts": [host]}
+    settings.CHANNEL_LAYERS = layers
+
+
+@pytest.mark.usefixtures("channel_layer_down")
+async def test_without_redis_a_room_socket_closes_with_1013_and_the_echo_answers() -> None:
+    """Try Again Later, a code clients reconnect on, where the handshake was a 500."""
+    ws = communicator("/ws/chat/lobby/")
+    accepted, _ = await ws.connect(timeout=10)
+    assert accepted
+    assert await ws.receive_output(timeout=10) == {"type": "websocket.close", "code": 1013}
+    await ws.disconnect()
+    echo = await connected("/ws/chat/")  # it uses no channel layer
+    await echo.send_to(text_data="Hi")
+    assert await echo.receive_from(timeout=5) == '{"message": "Echo: Hi"}'
+    await echo.disconnect()

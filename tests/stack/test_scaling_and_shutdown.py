@@ -5,9 +5,11 @@ main stack: it stops and scales its app containers, and restores two replicas.)"
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -145,3 +147,57 @@ async def test_rolling_deploy_replaces_every_replica_without_a_failed_request(st
         f"rolling deploy: {took:.0f} s; {traffic.sent} GETs and {len(poster.acknowledged)} posts, 0 failed; "
         f"{len(readers)} of {len(readers)} sockets closed with {sorted(codes)} and reconnected, 0 messages missed"
     )
+
+
+async def get_load(url: str, total: int, concurrency: int) -> tuple[int, list[str]]:
+    """`total` GETs from `concurrency` clients at once, each on its keep-alive connection;
+    how many were sent, and every failure."""
+    failures: list[str] = []
+    sent = 0
+
+    async def client() -> None:
+        nonlocal sent
+        async with httpx.AsyncClient(timeout=15) as http:
+            while sent < total:
+                sent += 1
+                try:
+                    response = await http.get(url)
+                    if response.status_code != 200:
+                        failures.append(f"HTTP {response.status_code}")
+                except httpx.HTTPError as error:
+                    failures.append(repr(error))
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return sent, failures
+
+
+@pytest.mark.asyncio
+async def test_workers_recycled_at_max_requests_lose_no_request(stack: Stack, token: str, tmp_path: Path) -> None:
+    """One replica (nginx has no other to retry on, and never retries a POST) whose two
+    workers are recycled every 150-200 requests, under 32 concurrent keep-alive GETs and
+    steady posts."""
+    recycling = dataclasses.replace(stack, env_file=tmp_path / "recycling.env")
+    recycling.env_file.write_text(
+        stack.env_file.read_text() + "GUNICORN_MAX_REQUESTS=150\nGUNICORN_MAX_REQUESTS_JITTER=50\n"
+    )
+    slug = create_room(stack, token)
+    try:
+        recycling.compose("up", "--detach", "--wait", "--no-deps", "--scale", "app=1", "app")
+        await asyncio.to_thread(wait_for_http, f"{stack.http}/healthz")
+        await asyncio.sleep(11)  # nginx's resolver forgets the replaced replicas (valid=10s)
+        since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        posters = [Poster(stack.http, slug, token, interval=0.2) for _ in range(3)]
+        for poster in posters:
+            poster.start()
+        sent, failures = await get_load(f"{stack.http}/healthz", total=6000, concurrency=32)
+        for poster in posters:
+            await poster.stop()
+        recycled = sum("Maximum request limit" in line for line in recycling.log_lines("app", since=since))
+    finally:
+        stack.compose("up", "--detach", "--wait", "--no-deps", "--scale", "app=2", "app")
+    posted = sum(len(poster.acknowledged) for poster in posters)
+    post_failures = [failure for poster in posters for failure in poster.failures]
+    assert recycled >= 10, f"only {recycled} workers were recycled"
+    assert failures == [], f"{len(failures)} of {sent} GETs failed: {failures[:5]}"
+    assert post_failures == [], f"{len(post_failures)} posts failed ({posted} acknowledged): {post_failures[:5]}"
+    print(f"max_requests: {recycled} workers recycled under {sent} GETs (32 at a time) and {posted} posts; 0 failed")
