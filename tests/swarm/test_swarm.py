@@ -30,7 +30,7 @@ from tests.support import (
     wscat_says_hi,
 )
 from tests.swarm.conftest import Deployment
-from tests.swarm.swarm import STACK, Node, run, tasks
+from tests.swarm.swarm import STACK, Node, inspect_existing, run, tasks
 
 pytestmark = pytest.mark.swarm
 
@@ -256,7 +256,7 @@ def test_no_secret_appears_in_any_inspect_history_or_log(deployment: Deployment)
     places = {"docker service inspect": deployment.docker("service", "inspect", *services)}
     for node in deployment.nodes:
         containers = node.docker("ps", "--all", "--quiet").split()
-        places[f"docker inspect ({node.name})"] = node.docker("inspect", *containers)
+        places[f"docker inspect ({node.name})"] = json.dumps(inspect_existing(node, containers), ensure_ascii=False)
         logs = [node.call("logs", c) for c in containers]
         places[f"container logs ({node.name})"] = "".join(log.stdout + log.stderr for log in logs)
         for image in node.docker("image", "ls", "--quiet").split():
