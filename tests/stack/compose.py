@@ -58,6 +58,10 @@ class Stack(OnLoopback):
         args = ["logs", "--no-color", "--no-log-prefix", *(["--since", since] if since else []), service]
         return [line for line in self.compose(*args).stdout.splitlines() if line]
 
+    def nginx_errors(self, since: str | None = None) -> list[str]:
+        """nginx's error-log lines (upstream failures among them): for failure messages."""
+        return [line for line in self.log_lines("nginx", since) if "[error]" in line or "[warn]" in line][-20:]
+
     def log_records(self, service: str, since: str | None = None) -> list[dict[str, object]]:
         """The JSON lines a service logged (other lines skipped)."""
         return json_records(self.log_lines(service, since))

@@ -74,6 +74,7 @@ async def test_sigterm_lets_in_flight_requests_finish_and_closes_sockets_with_a_
 
 def test_scaling_up_and_down_under_traffic_without_restarting_nginx(stack: Stack) -> None:
     nginx_started = stack.compose("ps", "--format", "{{.CreatedAt}}", "nginx").stdout
+    began = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     traffic = Traffic(f"{stack.http}/healthz")
     try:
         scale_app(stack, 1)  # down from 2, under traffic
@@ -93,7 +94,9 @@ def test_scaling_up_and_down_under_traffic_without_restarting_nginx(stack: Stack
         traffic.stop()
         scale_app(stack, 2)
     assert traffic.sent > 100
-    assert traffic.failures == [], f"{len(traffic.failures)} of {traffic.sent} failed: {traffic.failures[:5]}"
+    assert traffic.failures == [], (
+        f"{len(traffic.failures)} of {traffic.sent} failed: {traffic.failures[:5]}; nginx: {stack.nginx_errors(began)}"
+    )
     assert stack.compose("ps", "--format", "{{.CreatedAt}}", "nginx").stdout == nginx_started
     print(f"nginx used 3 replicas {pickup_seconds:.1f} s after the scale-up; {traffic.sent} GETs, 0 failed")
 
