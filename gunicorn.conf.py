@@ -76,8 +76,8 @@ graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=2)
 # Seconds the server keeps serving after SIGTERM before it starts that graceful shutdown.
 # 0 under compose, where Docker's DNS drops a container only once it has exited. Swarm
 # drops a task from DNS as soon as it begins to stop, and nginx re-resolves the app every
-# 10 s (nginx/templates): deploy/swarm/stack.yml sets 10, so nginx has let go of a replica
-# before the replica closes its listening socket.
+# 2 s (nginx/templates): deploy/swarm/stack.yml sets 10, so every node's nginx has let go of
+# a replica (the DNS change spreads between nodes too) before it closes its listening socket.
 drain_seconds = _env_int("GUNICORN_DRAIN_SECONDS", 0)
 
 

@@ -82,11 +82,11 @@ class BenchStack(OnLoopback):
         return took
 
     def wait_until_nginx_routes(self) -> None:
-        """nginx re-resolves `app` every 10 s: until then it still tries the replaced
-        containers. Measuring starts once 11 s have passed and 20 answers in a row are 200."""
+        """nginx re-resolves `app` every 2 s: until then it still tries the replaced
+        containers. Measuring starts once 3 s have passed and 20 answers in a row are 200."""
         started, in_a_row = time.monotonic(), 0
         with httpx.Client(timeout=5) as client:
-            while in_a_row < 20 or time.monotonic() - started < 11:
+            while in_a_row < 20 or time.monotonic() - started < 3:
                 try:
                     ok = client.get(f"{self.http}/api/hello/").status_code == 200
                 except httpx.HTTPError:

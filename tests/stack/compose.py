@@ -19,6 +19,9 @@ import httpx
 from tests.support import ROOT, OnLoopback, environment_for, write_env_file
 
 PROJECT = "mainkode-e2e"
+# nginx re-resolves the app every 2 s (`valid=2s`, nginx/templates): after this long it
+# uses the replicas that run now, and no longer the ones that stopped.
+NGINX_RESOLVE_SECONDS = 3
 
 
 @dataclass

@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.stack.clients import CatchingUpReader, Poster, Traffic, wait_until_everyone_has
-from tests.stack.compose import Stack, create_room
+from tests.stack.compose import NGINX_RESOLVE_SECONDS, Stack, create_room
 from tests.support import ROOT, wait_for_http
 
 pytestmark = pytest.mark.stack
@@ -70,6 +70,30 @@ async def test_sigterm_lets_in_flight_requests_finish_and_closes_sockets_with_a_
         await asyncio.to_thread(stack.compose, "stop", "--timeout", "40", "app")
         await asyncio.to_thread(scale_app, stack, 2)
         await asyncio.to_thread(wait_for_http, f"{stack.http}/healthz", 60)
+        await asyncio.sleep(NGINX_RESOLVE_SECONDS)  # nginx routes to both again
+
+
+def test_nginx_serves_again_once_every_replica_is_back(stack: Stack) -> None:
+    """Every replica stopped (a restart of the app, an upgrade of the engine): nginx answers
+    503 meanwhile, and once the replicas are healthy again serves from them after no more
+    than its re-resolution period. (Docker's DNS answers "no such name" while no replica
+    runs, and nginx holds no replica until it asks again.)"""
+    stopped = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stack.compose("stop", "app")
+    with httpx.Client(base_url=stack.http, timeout=15) as http:
+        down = http.get("/healthz")
+        assert down.status_code == 503
+        assert down.json() == {"detail": "The service is unavailable; retry shortly."}
+        # Start them again only once nginx has asked and heard "no such name".
+        waited = time.monotonic()
+        while not any("could not be resolved" in line for line in stack.nginx_errors(stopped)):
+            assert time.monotonic() - waited < 30, "nginx did not re-resolve the app within 30 s"
+            time.sleep(0.5)
+        scale_app(stack, 2)  # the same containers, started again; returns once healthy
+        time.sleep(NGINX_RESOLVE_SECONDS)
+        answers = [http.get("/healthz").status_code for _ in range(20)]
+    assert answers == [200] * 20, f"{NGINX_RESOLVE_SECONDS} s after the replicas were healthy: {answers}"
+    print(f"every replica stopped, then started: 20 of 20 GETs served {NGINX_RESOLVE_SECONDS} s after healthy")
 
 
 def test_scaling_up_and_down_under_traffic_without_restarting_nginx(stack: Stack) -> None:
@@ -187,7 +211,7 @@ async def test_workers_recycled_at_max_requests_lose_no_request(stack: Stack, to
     try:
         recycling.compose("up", "--detach", "--wait", "--no-deps", "--scale", "app=1", "app")
         await asyncio.to_thread(wait_for_http, f"{stack.http}/healthz")
-        await asyncio.sleep(11)  # nginx's resolver forgets the replaced replicas (valid=10s)
+        await asyncio.sleep(NGINX_RESOLVE_SECONDS)  # nginx forgets the replaced replicas
         since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         posters = [Poster(stack.http, slug, token, interval=0.2) for _ in range(3)]
         for poster in posters:

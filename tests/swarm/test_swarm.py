@@ -105,6 +105,23 @@ def nginx_records(
     return records
 
 
+def nginx_errors(deployment: Deployment) -> list[str]:
+    """nginx's error-log lines on every node, the last 20 (upstream failures among them):
+    for failure messages."""
+    lines = []
+    for node in deployment.nodes:
+        for container in node.docker("ps", "--quiet", "--all", "--filter", f"name={STACK}_nginx").split():
+            logs = node.call("logs", container)
+            errors = [line for line in logs.stderr.splitlines() if "[error]" in line or "[warn]" in line]
+            lines += [f"{node.name}: {line}" for line in errors]
+    return lines[-20:]
+
+
+def no_failures(traffic: Traffic, deployment: Deployment) -> str:
+    failed = f"{len(traffic.failures)} of {traffic.sent} GETs failed: {traffic.failures[:5]}"
+    return f"{failed}; nginx: {nginx_errors(deployment)}"
+
+
 # --- a user with a token, a room --------------------------------------------------------------
 
 
@@ -318,7 +335,7 @@ async def test_rolling_update_under_traffic_loses_nothing(deployment: Deployment
     assert {task_image(task) for task in running} == {"registry:5000/mainkode/app:v2"}
     assert not old & {str(task["ID"]) for task in running}
     assert traffic.sent > 100
-    assert traffic.failures == [], f"{len(traffic.failures)} of {traffic.sent} GETs failed: {traffic.failures[:5]}"
+    assert traffic.failures == [], no_failures(traffic, deployment)
     assert poster.failures == [], poster.failures
     assert all(reader.reconnects for reader in readers), "a socket stayed on a replaced replica"
     missed = sum(len(set(poster.acknowledged) - reader.seen.keys()) for reader in readers)
@@ -345,7 +362,7 @@ def test_a_release_that_never_gets_ready_is_rolled_back_without_a_failed_request
     running = running_app_tasks(deployment)
     assert {task_image(task) for task in running} == {"registry:5000/mainkode/app:v2"}
     assert len(running) == 2
-    assert traffic.failures == [], f"{len(traffic.failures)} of {traffic.sent} GETs failed: {traffic.failures[:5]}"
+    assert traffic.failures == [], no_failures(traffic, deployment)
     never_ready = {
         address
         for task in tasks(deployment.swarm, "app")
@@ -380,7 +397,7 @@ def test_scaling_up_and_down_under_traffic(deployment: Deployment) -> None:
                 seen_after.append(wait_for(nginx_uses_all, 30, "nginx sending to every new replica"))
     finally:
         traffic.stop()
-    assert traffic.failures == [], f"{len(traffic.failures)} of {traffic.sent} GETs failed: {traffic.failures[:5]}"
+    assert traffic.failures == [], no_failures(traffic, deployment)
     print(
         f"swarm scale 2 -> 3 -> 1 -> 2: {traffic.sent} GETs, 0 failed; nginx used all 3 replicas "
         f"{seen_after[0]:.1f} s after the scale converged"
@@ -435,7 +452,7 @@ def test_draining_a_node_moves_its_replicas_without_a_failed_request(deployment:
     finally:
         traffic.stop()
         deployment.docker("node", "update", "--availability", "active", target)
-    assert traffic.failures == [], f"{len(traffic.failures)} of {traffic.sent} GETs failed: {traffic.failures[:5]}"
+    assert traffic.failures == [], no_failures(traffic, deployment)
     print(
         f"swarm drain of {target}: its replica ran on another node after {moved:.0f} s; {traffic.sent} GETs, 0 failed"
     )
