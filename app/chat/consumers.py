@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.auth.models import AnonymousUser, User
 
 from chat.broadcast import message_payload, publish
+from chat.exports import user_group
 from chat.models import Message, Room
 from chat.serializers import MessageSerializer
 from core.throttling import AtomicRateThrottle
@@ -39,8 +40,9 @@ class StoredRoomConsumer(JsonFrameConsumer):
     """Every message stored in the room, posted over REST or over any room socket, reaches
     every socket of the room. Logged-in users (session cookie, or a token in the
     subprotocol: core.websocket) post with `{"body": "..."}`, at most
-    CHAT_SOCKET_POST_RATE (an error frame beyond). An unknown room closes with 4404, an
-    unknown token with 4401."""
+    CHAT_SOCKET_POST_RATE (an error frame beyond). A logged-in user's sockets also receive
+    `{"export": {...}}` when an export they asked for is finished. An unknown room closes
+    with 4404, an unknown token with 4401."""
 
     frame_example = '{"body": "..."}'
     room: Room | None = None
@@ -53,6 +55,10 @@ class StoredRoomConsumer(JsonFrameConsumer):
             await self.close_with(CLOSE_NOT_FOUND)
             return
         await self.join_group(self.room.group_name)
+        user = self.scope.get("user")
+        if isinstance(user, User) and user.is_authenticated:
+            # The user's own events (an export finished: chat/exports.py).
+            await self.join_group(user_group(user.pk))
         await self.accept()
 
     async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
@@ -73,3 +79,7 @@ class StoredRoomConsumer(JsonFrameConsumer):
     async def room_message(self, event: dict[str, Any]) -> None:
         """Handler of chat.broadcast.EVENT_TYPE events."""
         await self.send_json(event["message"])
+
+    async def export_finished(self, event: dict[str, Any]) -> None:
+        """Handler of chat.exports.EVENT_TYPE events: `{"export": {...}}`, as its status URL."""
+        await self.send_json({"export": event["export"]})

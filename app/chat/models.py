@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.core.validators import MinLengthValidator
 from django.db import models
@@ -49,3 +51,39 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.room_id}#{self.pk}"
+
+
+class RoomExport(models.Model):
+    """A room's history as a file, built by the worker service (chat/exports.py)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    # Unguessable: the id is in the export's URLs.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="exports")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # The django-tasks result id (the admin's Task Results list).
+    task_id = models.CharField(max_length=64, blank=True)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    message_count = models.PositiveIntegerField(null=True, blank=True)
+    # The file itself (docs/api.md: Room exports), in Postgres: every replica on every host
+    # serves it with no shared volume; EXPORT_MAX_MESSAGES bounds it.
+    content = models.BinaryField(null=True, editable=False)
+    size = models.PositiveBigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+
+    def __str__(self) -> str:
+        return f"{self.room_id}/{self.pk}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)

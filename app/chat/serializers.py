@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.urls import reverse
 from rest_framework import serializers
 
-from chat.models import Message, Room
+from chat.models import Message, Room, RoomExport
 
 
 class StrictCharField(serializers.CharField):
@@ -50,3 +51,35 @@ class AfterQuerySerializer(serializers.Serializer[dict[str, Any]]):
     """`?after=<id>`: only messages with a larger id (catching up after a reconnect)."""
 
     after = serializers.IntegerField(min_value=0, required=False)
+
+
+class RoomExportSerializer(serializers.ModelSerializer[RoomExport]):
+    """An export's status, as REST returns it and as the requester's sockets receive it."""
+
+    room: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    url = serializers.SerializerMethodField(help_text="This status.")
+    download_url = serializers.SerializerMethodField(help_text="The file, once the status is succeeded; else null.")
+
+    class Meta:
+        model = RoomExport
+        fields = [
+            "id",
+            "room",
+            "status",
+            "requested_at",
+            "finished_at",
+            "message_count",
+            "size",
+            "error",
+            "url",
+            "download_url",
+        ]
+        read_only_fields = fields
+
+    def get_url(self, export: RoomExport) -> str:
+        return reverse("export-detail", args=[export.pk])
+
+    def get_download_url(self, export: RoomExport) -> str | None:
+        if export.status != RoomExport.Status.SUCCEEDED:
+            return None
+        return reverse("export-download", args=[export.pk])

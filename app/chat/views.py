@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import async_to_sync
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import generics, serializers
-from rest_framework.permissions import IsAuthenticatedOrReadOnly
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import Throttled
+from rest_framework.permissions import IsAuthenticated, IsAuthenticatedOrReadOnly
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from chat import exports
 from chat.broadcast import message_payload, publish
-from chat.models import Message, Room
+from chat.models import Message, Room, RoomExport
 from chat.pagination import MessageCursorPagination, RoomPagination
-from chat.serializers import AfterQuerySerializer, MessageSerializer, RoomSerializer
+from chat.serializers import AfterQuerySerializer, MessageSerializer, RoomExportSerializer, RoomSerializer
+from chat.tasks import export_room
 
 
 class RoomListCreateView(generics.ListCreateAPIView[Room]):
@@ -85,3 +90,67 @@ class RoomMessagesView(generics.ListCreateAPIView[Message]):
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         self.room()  # 404 for an unknown room before validating the body
         return super().create(request, *args, **kwargs)
+
+
+class RoomExportCreateView(generics.GenericAPIView[RoomExport]):
+    """Ask for an export of the room's whole history (logged-in users). Answers 202 at once;
+    the worker service builds it; the requester's sockets hear when it is finished, and its
+    status URL says the same."""
+
+    serializer_class = RoomExportSerializer
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses={202: RoomExportSerializer})
+    def post(self, request: Request, slug: str) -> Response:
+        room = get_object_or_404(Room, slug=slug)
+        requester = cast(User, request.user)  # IsAuthenticated
+        unfinished = RoomExport.objects.filter(
+            requested_by=requester, status__in=[RoomExport.Status.QUEUED, RoomExport.Status.RUNNING]
+        )
+        if unfinished.count() >= exports.MAX_UNFINISHED_PER_USER:
+            raise Throttled(
+                detail=f"You have {exports.MAX_UNFINISHED_PER_USER} exports queued or running; wait for one to finish."
+            )
+        # The queue is a table in this same database: the task row commits with the export
+        # row, or neither does (a rolled-back request enqueues nothing), and no worker sees
+        # the task before the export it builds exists.
+        with transaction.atomic():
+            export = RoomExport.objects.create(room=room, requested_by=requester)
+            export.task_id = str(export_room.enqueue(str(export.pk)).id)
+            export.save(update_fields=["task_id"])
+        export.refresh_from_db()
+        data = self.get_serializer(export).data
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
+
+
+class OwnExportMixin(generics.GenericAPIView[RoomExport]):
+    def get_queryset(self) -> QuerySet[RoomExport]:
+        """The requester's own exports (staff: everyone's); another user's is a 404."""
+        exports_seen = RoomExport.objects.select_related("room").defer("content")
+        if not self.request.user.is_staff:
+            exports_seen = exports_seen.filter(requested_by=cast(User, self.request.user))
+        return exports_seen
+
+
+class RoomExportDetailView(OwnExportMixin, generics.RetrieveAPIView[RoomExport]):
+    """An export's status: queued, running, succeeded (with its download URL) or failed (with the error)."""
+
+    serializer_class = RoomExportSerializer
+    permission_classes = [IsAuthenticated]
+
+
+class RoomExportDownloadView(OwnExportMixin):
+    """The export's file: gzip-compressed JSON Lines (docs/api.md). 409 until it has succeeded."""
+
+    serializer_class = RoomExportSerializer
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={(200, "application/gzip"): OpenApiTypes.BINARY, 409: None})
+    def get(self, request: Request, pk: str) -> HttpResponse | Response:
+        export = self.get_object()
+        if export.status != RoomExport.Status.SUCCEEDED:
+            return Response({"detail": f"The export is {export.status}."}, status=status.HTTP_409_CONFLICT)
+        content = RoomExport.objects.filter(pk=export.pk).values_list("content", flat=True).get()
+        response = HttpResponse(bytes(content or b""), content_type="application/gzip")
+        response["Content-Disposition"] = f'attachment; filename="{export.room.slug}-{export.pk}.jsonl.gz"'
+        return response

@@ -3,8 +3,9 @@ from django.contrib.admin import apps as admin_apps
 
 
 class CoreConfig(AppConfig):
-    """Cross-cutting machinery of the service (no models, and no import of a domain app:
-    the import contracts in pyproject.toml fail lint otherwise)."""
+    """Cross-cutting machinery of the service (no domain data: its one model is the worker
+    service's heartbeat; and no import of a domain app: the import contracts in
+    pyproject.toml fail lint otherwise)."""
 
     default = True  # of the two configurations here, the one `"core"` in INSTALLED_APPS means
     name = "core"

@@ -1,4 +1,6 @@
 """`python -m core.probe /readyz`: the container healthcheck's HTTP client.
+`python -m core.probe --worker`: the worker service's (core/worker.py), which reads the
+deadline its last heartbeat wrote.
 
 The slim image has no curl; this asks the local server for a path and exits 0 on a 2xx,
 1 otherwise (printing why). A plain socket and HTTP/1.0, no Django and not even urllib:
@@ -6,13 +8,33 @@ the healthcheck runs every few seconds for the container's whole life, and urlli
 imports took two thirds of each run's CPU.
 """
 
+import os
 import socket
 import sys
+import time
 
 PORT = 8000  # gunicorn.conf.py's bind
+# Memory in the container (/tmp is a tmpfs); a test running several workers on one host
+# gives each its own.
+WORKER_HEALTH_FILE = os.environ.get("WORKER_HEALTH_FILE", "/tmp/worker.alive")  # noqa: S108
+
+
+def worker_alive() -> int:
+    try:
+        with open(WORKER_HEALTH_FILE) as health_file:
+            deadline = float(health_file.read())
+    except (OSError, ValueError) as error:
+        sys.stderr.write(f"no heartbeat yet: {error}\n")
+        return 1
+    if time.time() < deadline:
+        return 0
+    sys.stderr.write(f"last heartbeat expired {time.time() - deadline:.0f} s ago (Postgres unreachable?)\n")
+    return 1
 
 
 def main() -> int:
+    if sys.argv[1:] == ["--worker"]:
+        return worker_alive()
     path = sys.argv[1] if len(sys.argv) > 1 else "/healthz"
     where = f"http://127.0.0.1:{PORT}{path}"
     try:

@@ -74,6 +74,8 @@ INSTALLED_APPS = [
     "knox",  # API tokens: stored hashed, expiring
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_tasks",  # Django 6.0's django.tasks, backported
+    "django_tasks_db",  # its queue, a table in Postgres
     # Cross-cutting machinery first, then the domain (docs/design.md: The layout).
     "core",
     "demo",
@@ -295,10 +297,46 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# --- Background tasks ------------------------------------------------------------------------
+# CPU-heavy or slow work runs in the worker service (core/worker.py), never on a web
+# process's event loop. The queue is a table in Postgres (django-tasks-db): an enqueue in a
+# request's transaction commits with it or not at all. docs/operations.md: Background tasks.
+# TASKS_INLINE=true runs each task inside the request that enqueues it: only for the
+# benchmark that shows what that costs (scripts/bench), never in production.
+TASKS_INLINE = env.boolean("TASKS_INLINE", default=False)
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks.backends.immediate.ImmediateBackend"
+        if TASKS_INLINE
+        else "django_tasks_db.DatabaseBackend"
+    }
+}
+# Each worker writes a heartbeat this often (seconds); a task whose worker has not written
+# one for WORKER_LOST_AFTER seconds (killed, its host gone) is run again, up to
+# TASK_MAX_ATTEMPTS runs in all, then recorded as failed.
+WORKER_HEARTBEAT_INTERVAL = env.number("WORKER_HEARTBEAT_INTERVAL", default=5.0, minimum=0.5)
+WORKER_LOST_AFTER = env.number("WORKER_LOST_AFTER", default=30.0, minimum=1.0)
+if WORKER_LOST_AFTER < 3 * WORKER_HEARTBEAT_INTERVAL:
+    raise ImproperlyConfigured(
+        "Environment variable WORKER_LOST_AFTER is invalid: it must be at least 3 x WORKER_HEARTBEAT_INTERVAL."
+    )
+TASK_MAX_ATTEMPTS = env.integer("TASK_MAX_ATTEMPTS", default=3, minimum=1)
+# Seconds an idle worker waits before it looks at the queue again.
+WORKER_POLL_INTERVAL = env.number("WORKER_POLL_INTERVAL", default=1.0, minimum=0.05)
+# Housekeeping (pruning finished tasks and old exports) runs in one worker at a time, this
+# often (seconds).
+WORKER_HOUSEKEEPING_INTERVAL = env.number("WORKER_HOUSEKEEPING_INTERVAL", default=600.0, minimum=1.0)
+# Finished task rows (their results and errors) are kept this many days.
+TASK_RESULT_RETENTION_DAYS = env.integer("TASK_RESULT_RETENTION_DAYS", default=7, minimum=1)
+
 # --- Chat ------------------------------------------------------------------------------------
 # Longest chat message (characters). The largest WebSocket frame is the server's business:
 # WS_MAX_MESSAGE_BYTES in gunicorn.conf.py.
 CHAT_MESSAGE_MAX_LENGTH = 4000
+# A room export (chat/exports.py) refuses rooms with more messages than this, and is
+# deleted this many hours after it is finished.
+EXPORT_MAX_MESSAGES = env.integer("EXPORT_MAX_MESSAGES", default=500_000, minimum=1)
+EXPORT_RETENTION_HOURS = env.integer("EXPORT_RETENTION_HOURS", default=24, minimum=1)
 
 # --- Logging ---------------------------------------------------------------------------------
 LOG_LEVEL = env.choice("DJANGO_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO")

@@ -42,6 +42,7 @@ SET_BY_OTHER_DEPLOYMENTS = {
 NOT_PASSED_BY_COMPOSE = {
     "POSTGRES_PORT": "compose's Postgres listens on its default port; for a database elsewhere",
     "GUNICORN_DRAIN_SECONDS": "0 under compose; the Swarm stack sets it (gunicorn.conf.py says why)",
+    "TASKS_INLINE": "a benchmark's switch: tests/bench/compose.yml passes it",
 }
 # Interpolated by compose with a default of its own: values only compose uses.
 COMPOSE_OWNED_DEFAULTS = {
@@ -57,6 +58,9 @@ COMPOSE_OWNED_DEFAULTS = {
     "NGINX_MEMORY_LIMIT": "a container limit",
     "POSTGRES_MEMORY_LIMIT": "a container limit",
     "REDIS_MEMORY_LIMIT": "a container limit",
+    "WORKER_MEMORY_LIMIT": "a container limit",
+    "WORKER_REPLICAS": "the worker service's replicas",
+    "WORKER_STOP_GRACE_PERIOD": "the worker service's stop grace period",
     "APP_IMAGE": "an image name",
     "PROXY_IMAGE": "an image name",
     "APP_TAG": "an image tag",
@@ -134,7 +138,7 @@ def test_compose_passes_every_secret_of_the_app_as_a_file_too() -> None:
     assert {f"{name}_FILE" for name in secrets_read_by_app_code()} <= set(compose_environment("app"))
 
 
-@pytest.mark.parametrize("service", ["app", "migrate", "nginx"])
+@pytest.mark.parametrize("service", ["app", "worker", "migrate", "nginx"])
 def test_the_swarm_stack_passes_what_compose_passes(service: str) -> None:
     """The same names (each secret as a file), and the same interpolation where compose
     interpolates: no second default. FORWARDED_ALLOW_IPS differs (stack.yml says why);

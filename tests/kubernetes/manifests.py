@@ -114,11 +114,13 @@ def violations(objects: list[dict[str, Any]]) -> list[str]:  # noqa: PLR0912 (on
                     key = item["value"].rsplit("/", 1)[1]
                     if mount is None or mount["name"] not in secret_mounts or key not in secret.get("data", {}):
                         found.append(f"{here}: {name} points at no key of a mounted Secret")
-            if container["name"] in {"app", "migrate"}:
+            if container["name"] in {"app", "worker", "migrate"}:
                 provided = set(config) | {name.removesuffix("_FILE") for name in env}
                 for name in sorted(REQUIRED - provided):
                     found.append(f"{here}: the app needs {name}, and nothing provides it")
 
+    if named(objects, "Deployment", "worker") is None:
+        found.append("no worker Deployment (background tasks)")
     app = named(objects, "Deployment", "app")
     if app is None:
         return [*found, "no app Deployment"]
@@ -197,8 +199,8 @@ def violations(objects: list[dict[str, Any]]) -> list[str]:  # noqa: PLR0912 (on
 
 
 def network_violations(objects: list[dict[str, Any]]) -> list[str]:
-    """Default deny, then: only nginx reaches the app; only the app and the migration Job
-    reach Postgres; only the app reaches Redis."""
+    """Default deny, then: only nginx reaches the app; only the app, the worker and the
+    migration Job reach Postgres; only the app and the worker reach Redis."""
     policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
     found = []
     if not any(
@@ -206,7 +208,7 @@ def network_violations(objects: list[dict[str, Any]]) -> list[str]:
         for p in policies
     ):
         found.append("NetworkPolicy: no default deny for ingress")
-    allowed_from = {"app": {"nginx"}, "postgres": {"app", "migrate"}, "redis": {"app"}}
+    allowed_from = {"app": {"nginx"}, "postgres": {"app", "worker", "migrate"}, "redis": {"app", "worker"}}
     for target, sources in allowed_from.items():
         for policy in policies:
             selector = policy["spec"]["podSelector"].get("matchLabels", {})

@@ -7,6 +7,7 @@ tests run in this order (later ones change the deployment) and print what they m
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import time
 import uuid
@@ -244,6 +245,31 @@ async def test_replicas_run_on_two_nodes_and_rooms_cross_them(deployment: Deploy
 
 
 # --- 8. the migration job ---------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_an_export_is_built_by_the_worker_service_and_announced_on_another_node(
+    deployment: Deployment, token: str
+) -> None:
+    """The worker service (any node) builds an export asked for through one node's nginx;
+    the event reaches the requester's socket held through another node's."""
+    slug = new_room(deployment, token)
+    posted = post_messages(deployment, token, slug, "export", 5)
+    first, last = deployment.entry_points()[0], deployment.entry_points()[-1]
+    headers = {"Authorization": f"Token {token}"}
+    url = f"{last.replace('http://', 'ws://')}/ws/rooms/{slug}/"
+    async with (
+        connect(url, subprotocols=[SUBPROTOCOL, Subprotocol(f"auth.{token}")]) as ws,
+        httpx.AsyncClient(headers=headers) as http,
+    ):
+        response = await http.post(f"{first}/api/rooms/{slug}/exports/")
+        assert response.status_code == 202, response.text
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
+        assert (frame["export"]["status"], frame["export"]["message_count"]) == ("succeeded", 5)
+        download = await http.get(f"{first}{frame['export']['download_url']}")
+    assert download.status_code == 200
+    _, *rows = [json.loads(line) for line in gzip.decompress(download.content).splitlines()]
+    assert {row["id"] for row in rows} == posted
 
 
 def test_the_migration_ran_once_and_the_app_served_only_after_it(deployment: Deployment) -> None:

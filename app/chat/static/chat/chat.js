@@ -211,6 +211,7 @@ function connect() {
   socket.onmessage = (event) => {
     const data = JSON.parse(event.data);
     if (data.error) showError(`${data.error}: ${JSON.stringify(data.detail)}`);
+    else if (data.export) renderExport(data.export);
     else if (data.room === state.room) renderMessage(data);
   };
   socket.onclose = (event) => {
@@ -232,6 +233,53 @@ function connect() {
       if (state.room === slug) connect();
     }, delay);
   };
+}
+
+// --- exports (built by the worker service; the socket says when one is finished) -----------
+
+async function requestExport() {
+  if (!state.token) {
+    showError("Log in to export a room.");
+    return;
+  }
+  try {
+    renderExport(await api(`/api/rooms/${encodeURIComponent(state.room)}/exports/`, { method: "POST" }));
+  } catch (error) {
+    showError(`Export refused (${error.message})`);
+  }
+}
+
+function renderExport(exported) {
+  const status = $("export-status");
+  status.replaceChildren();
+  if (exported.status === "succeeded") {
+    const link = document.createElement("a");
+    link.href = exported.download_url;
+    link.textContent = `Download ${exported.room} (${exported.message_count} messages)`;
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      downloadExport(exported);
+    });
+    status.append(link);
+  } else if (exported.status === "failed") {
+    status.textContent = `Export of ${exported.room} failed: ${exported.error}`;
+  } else {
+    status.textContent = `Export of ${exported.room} ${exported.status}…`;
+  }
+}
+
+async function downloadExport(exported) {
+  // The token travels in a header, which a plain link cannot send.
+  const response = await fetch(exported.download_url, { headers: { Authorization: `Token ${state.token}` } });
+  if (!response.ok) {
+    showError(`Download failed (${response.status})`);
+    return;
+  }
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = `${exported.room}-${exported.id}.jsonl.gz`;
+  link.click();
+  URL.revokeObjectURL(link.href);
 }
 
 async function openRoom(slug, title) {
@@ -257,6 +305,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("logout").addEventListener("click", logOut);
   $("room-form").addEventListener("submit", createRoom);
   $("message-form").addEventListener("submit", postMessage);
+  $("export-button").addEventListener("click", requestExport);
   renderSession();
   try {
     await loadRooms();

@@ -1,0 +1,136 @@
+"""Room exports: a room's whole history as one compressed file, built by the worker
+service (a task: chat/tasks.py), announced to its requester's sockets when it is ready or
+has failed. The format is documented in docs/api.md (Room exports)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from chat.models import Message, RoomExport
+from core.worker import group_send
+
+logger = logging.getLogger(__name__)
+
+# Exports a user may have queued or running at once: each costs a worker CPU time that
+# grows with the room; a 429 beyond.
+MAX_UNFINISHED_PER_USER = 3
+# The consumer method that receives the event (`export.finished` -> `export_finished`).
+EVENT_TYPE = "export.finished"
+# Messages read from Postgres per round trip while building.
+CHUNK = 2000
+
+
+class ExportTooLarge(Exception):
+    """The room has more messages than EXPORT_MAX_MESSAGES."""
+
+
+def user_group(user_id: int) -> str:
+    """The channel layer group of every socket of one logged-in user."""
+    return f"user.{user_id}"
+
+
+def _timestamp(value: Any) -> str:
+    # As the API writes it (DRF's DateTimeField): ISO 8601, UTC as "Z".
+    text: str = value.isoformat()
+    return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
+
+
+def build(export_id: str) -> dict[str, int]:
+    """Build the export's file and store it; tell the requester's sockets. The messages are
+    those present when the build starts (those posted meanwhile wait for the next export)."""
+    export = RoomExport.objects.select_related("room").defer("content").get(pk=export_id)
+    RoomExport.objects.filter(pk=export.pk).update(status=RoomExport.Status.RUNNING)
+    messages = Message.objects.filter(room=export.room)
+    last_id = messages.order_by("-id").values_list("id", flat=True).first() or 0
+    messages = messages.filter(id__lte=last_id)
+    count = messages.count()
+    if count > settings.EXPORT_MAX_MESSAGES:
+        raise ExportTooLarge(
+            f"room {export.room.slug} has {count} messages; an export holds at most {settings.EXPORT_MAX_MESSAGES}"
+            " (EXPORT_MAX_MESSAGES)"
+        )
+    buffer = io.BytesIO()
+    # mtime=0: the same messages give the same bytes.
+    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=6, mtime=0) as file:
+        header = {"room": export.room.slug, "title": export.room.title, "exported_at": _timestamp(timezone.now())}
+        file.write(json.dumps({**header, "messages": count}, ensure_ascii=False).encode() + b"\n")
+        rows = messages.order_by("id").values_list("id", "author__username", "body", "created_at")
+        lines = []
+        for message_id, author, body, created_at in rows.iterator(chunk_size=CHUNK):
+            lines.append(
+                json.dumps(
+                    {
+                        "id": message_id,
+                        "room": export.room.slug,
+                        "author": author,
+                        "body": body,
+                        "created_at": _timestamp(created_at),
+                    },
+                    ensure_ascii=False,
+                )
+            )
+            if len(lines) == CHUNK:
+                file.write(("\n".join(lines) + "\n").encode())
+                lines.clear()
+        if lines:
+            file.write(("\n".join(lines) + "\n").encode())
+    content = buffer.getvalue()
+    RoomExport.objects.filter(pk=export.pk).update(
+        status=RoomExport.Status.SUCCEEDED,
+        content=content,
+        size=len(content),
+        message_count=count,
+        finished_at=timezone.now(),
+        error="",
+    )
+    notify(export.pk)
+    return {"messages": count, "bytes": len(content)}
+
+
+def payload(export: RoomExport) -> dict[str, Any]:
+    from chat.serializers import RoomExportSerializer  # noqa: PLC0415 (serializers import this module)
+
+    return dict(RoomExportSerializer(export).data)
+
+
+def notify(export_id: Any) -> None:
+    """Tell the requester's open sockets that the export is finished. A lost event loses
+    nothing: the status URL says the same."""
+    export = RoomExport.objects.select_related("room").defer("content").get(pk=export_id)
+    try:
+        group_send(user_group(export.requested_by_id), {"type": EVENT_TYPE, "export": payload(export)})
+    except (RedisError, OSError, TimeoutError) as error:
+        logger.warning(
+            "export %s: its requester's sockets were not told (%s); the status URL is right", export.pk, error
+        )
+
+
+def record_failure(sender: Any, task_result: Any, **kwargs: Any) -> None:
+    """task_finished receiver: an export whose task failed (it raised, or its worker went
+    silent too often: core.worker) is recorded as failed with the error, and its requester
+    told."""
+    from chat.tasks import export_room  # noqa: PLC0415 (tasks import this module)
+
+    if task_result.task.func is not export_room.func or task_result.status != "FAILED":
+        return
+    error = task_result.errors[-1].traceback.strip().splitlines()[-1] if task_result.errors else "failed"
+    updated = RoomExport.objects.filter(pk=task_result.args[0]).exclude(status=RoomExport.Status.FAILED)
+    if updated.update(status=RoomExport.Status.FAILED, error=error[:2000], finished_at=timezone.now()):
+        notify(task_result.args[0])
+
+
+def prune(**kwargs: Any) -> None:
+    """core.worker.housekeeping receiver: exports finished more than EXPORT_RETENTION_HOURS ago go."""
+    cutoff = timezone.now() - timedelta(hours=settings.EXPORT_RETENTION_HOURS)
+    pruned, _ = RoomExport.objects.filter(finished_at__lt=cutoff).delete()
+    if pruned:
+        logger.info("housekeeping: %d room exports finished before %s deleted", pruned, cutoff)

@@ -1,0 +1,264 @@
+"""Room exports (chat/exports.py) and the worker machinery they run on (core/worker.py),
+against the real Postgres queue and the real Redis layer: the REST side, the task run by
+the real django-tasks-db loop, the socket event, failures, lost workers, housekeeping."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.db import connection
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+from rest_framework.test import APIClient
+
+from chat import exports
+from chat.models import Message, Room, RoomExport
+from core import worker
+from core.models import WorkerHeartbeat
+from mainkode_example.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_queue() -> None:
+    """The worker service's task loop, until the queue is empty."""
+    worker.TaskWorker(
+        queue_names=["*"],
+        interval=0,
+        batch=True,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id="test-worker",
+        excluded_queue_names=[],
+    ).run()
+
+
+def request_export(client: APIClient, slug: str = "lobby") -> dict[str, Any]:
+    response = client.post(f"/api/rooms/{slug}/exports/")
+    assert response.status_code == 202, response.content
+    assert response["Location"] == response.json()["url"]
+    return dict(response.json())
+
+
+def lines_of(content: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in gzip.decompress(content).decode().splitlines()]
+
+
+@pytest.fixture
+def talk(lobby: Room, alice: User, bob: User) -> list[Message]:
+    return [
+        Message.objects.create(room=lobby, author=author, body=body)
+        for author, body in [(alice, "hello"), (bob, "ünïcode ✓"), (alice, "line\nbreak"), (bob, '{"json": 1}')]
+    ]
+
+
+def test_requesting_an_export_answers_202_and_queues_one_task(alice_api: APIClient, talk: list[Message]) -> None:
+    body = request_export(alice_api)
+    assert body["status"] == "queued"
+    assert body["room"] == "lobby"
+    assert body["download_url"] is None
+    export = RoomExport.objects.get(pk=body["id"])
+    task = DBTaskResult.objects.get(pk=export.task_id)
+    assert (task.status, task.args_kwargs["args"]) == ("READY", [body["id"]])
+    assert alice_api.get(body["url"]).json()["status"] == "queued"
+    assert alice_api.get(f"{body['url']}download/").status_code == 409
+
+
+def test_the_worker_builds_the_export_from_every_stored_message(alice_api: APIClient, talk: list[Message]) -> None:
+    body = request_export(alice_api)
+    run_queue()
+    status = alice_api.get(body["url"]).json()
+    assert (status["status"], status["message_count"], status["error"]) == ("succeeded", 4, "")
+    download = alice_api.get(status["download_url"])
+    assert download.status_code == 200
+    assert download["Content-Type"] == "application/gzip"
+    assert f'filename="lobby-{body["id"]}.jsonl.gz"' in download["Content-Disposition"]
+    assert status["size"] == len(download.content)
+    header, *rows = lines_of(download.content)
+    assert (header["room"], header["title"], header["messages"]) == ("lobby", "The lobby", 4)
+    # Each line is the message as the API gives it.
+    api_messages = alice_api.get("/api/rooms/lobby/messages/").json()["results"]
+    assert rows == sorted(api_messages, key=lambda message: message["id"])
+    assert DBTaskResult.objects.get(pk=RoomExport.objects.get(pk=body["id"]).task_id).status == "SUCCESSFUL"
+
+
+def test_only_the_requester_or_staff_sees_an_export(
+    alice_api: APIClient, bob_token: str, bob: User, api: APIClient, talk: list[Message]
+) -> None:
+    body = request_export(alice_api)
+    run_queue()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {bob_token}")
+    assert api.get(body["url"]).status_code == 404
+    assert api.get(f"{body['url']}download/").status_code == 404
+    bob.is_staff = True
+    bob.save()
+    assert api.get(f"{body['url']}download/").status_code == 200
+    anonymous = APIClient()
+    assert anonymous.get(body["url"]).status_code == 401
+    assert anonymous.post("/api/rooms/lobby/exports/").status_code == 401
+    assert alice_api.post("/api/rooms/nowhere/exports/").status_code == 404
+
+
+def test_a_rolled_back_request_enqueues_nothing(
+    alice_api: APIClient, talk: list[Message], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_save = RoomExport.save
+
+    def fail_after_the_enqueue(self: RoomExport, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("update_fields") == ["task_id"]:
+            raise RuntimeError("the request fails after its enqueue")
+        real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(RoomExport, "save", fail_after_the_enqueue)
+    with pytest.raises(RuntimeError):
+        alice_api.post("/api/rooms/lobby/exports/")
+    assert RoomExport.objects.count() == 0
+    assert DBTaskResult.objects.count() == 0
+
+
+def test_a_user_has_at_most_three_exports_unfinished(alice_api: APIClient, talk: list[Message]) -> None:
+    for _ in range(exports.MAX_UNFINISHED_PER_USER):
+        request_export(alice_api)
+    refused = alice_api.post("/api/rooms/lobby/exports/")
+    assert refused.status_code == 429
+    assert "queued or running" in refused.json()["detail"]
+    run_queue()
+    request_export(alice_api)
+
+
+def test_a_room_over_the_limit_fails_with_the_reason(alice_api: APIClient, talk: list[Message], settings: Any) -> None:
+    settings.EXPORT_MAX_MESSAGES = 3
+    body = request_export(alice_api)
+    run_queue()
+    status = alice_api.get(body["url"]).json()
+    assert status["status"] == "failed"
+    assert "EXPORT_MAX_MESSAGES" in status["error"]
+    assert status["error"].startswith("chat.exports.ExportTooLarge: room lobby has 4 messages")
+    assert status["download_url"] is None
+    assert DBTaskResult.objects.get(pk=RoomExport.objects.get(pk=body["id"]).task_id).status == "FAILED"
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("channel_layer")
+async def test_the_requesters_sockets_hear_when_it_is_ready_and_others_do_not(
+    alice_token: str, bob_token: str, talk: list[Message]
+) -> None:
+    sockets = {}
+    for name, token in (("alice", alice_token), ("bob", bob_token)):
+        sockets[name] = WebsocketCommunicator(
+            application, "/ws/rooms/lobby/", subprotocols=["mainkode.v1", f"auth.{token}"]
+        )
+        assert (await sockets[name].connect())[0]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {alice_token}")
+    body = await sync_to_async(request_export)(client)
+    await sync_to_async(run_queue)()
+    event = await sockets["alice"].receive_json_from(timeout=10)
+    assert event["export"]["id"] == body["id"]
+    assert event["export"]["status"] == "succeeded"
+    assert event["export"]["download_url"] == f"/api/exports/{body['id']}/download/"
+    assert await sockets["bob"].receive_nothing(timeout=0.5)
+    for socket in sockets.values():
+        await socket.disconnect()
+
+
+def claimed_by(worker_id: str, export_id: str, attempts: int, minutes_ago: int = 5) -> DBTaskResult[Any, Any]:
+    """A task row as a worker that was then killed leaves it: running, never finished."""
+    result = DBTaskResult.objects.get(pk=RoomExport.objects.get(pk=export_id).task_id)
+    result.status = "RUNNING"
+    result.started_at = timezone.now() - timedelta(minutes=minutes_ago)
+    result.worker_ids = [f"earlier-{n}" for n in range(attempts - 1)] + [worker_id]
+    result.save()
+    return result
+
+
+def test_a_task_of_a_silent_worker_runs_again(alice_api: APIClient, talk: list[Message], settings: Any) -> None:
+    settings.TASK_MAX_ATTEMPTS = 3
+    body = request_export(alice_api)
+    WorkerHeartbeat.objects.create(
+        worker_id="killed",
+        hostname="h",
+        pid=1,
+        started_at=timezone.now(),
+        seen_at=timezone.now() - timedelta(minutes=5),
+    )
+    WorkerHeartbeat.objects.create(
+        worker_id="alive", hostname="h", pid=2, started_at=timezone.now(), seen_at=timezone.now()
+    )
+    lost = claimed_by("killed", body["id"], attempts=1)
+    other_body = request_export(alice_api)
+    busy = claimed_by("alive", other_body["id"], attempts=1)
+    assert worker.recover_lost_tasks() == []
+    lost.refresh_from_db()
+    busy.refresh_from_db()
+    assert (lost.status, busy.status) == ("READY", "RUNNING")
+    busy.status = "SUCCESSFUL"  # out of the way of the loop below
+    busy.save()
+    run_queue()
+    assert alice_api.get(body["url"]).json()["status"] == "succeeded"
+    assert DBTaskResult.objects.get(pk=lost.pk).worker_ids == ["killed", "test-worker"]
+
+
+def test_a_task_whose_worker_is_lost_too_often_fails_and_its_export_too(
+    alice_api: APIClient, talk: list[Message], settings: Any
+) -> None:
+    settings.TASK_MAX_ATTEMPTS = 2
+    body = request_export(alice_api)
+    lost = claimed_by("killed-again", body["id"], attempts=2)
+    assert [result.pk for result in worker.recover_lost_tasks()] == [lost.pk]
+    lost.refresh_from_db()
+    assert lost.status == "FAILED"
+    assert lost.exception_class_path == "core.worker.WorkerLost"
+    status = alice_api.get(body["url"]).json()
+    assert status["status"] == "failed"
+    assert "went silent on each of 2 runs" in status["error"]
+
+
+def test_a_task_just_claimed_is_left_alone(alice_api: APIClient, talk: list[Message]) -> None:
+    # Its worker's first heartbeat may simply not be visible yet.
+    body = request_export(alice_api)
+    fresh = claimed_by("unknown-yet", body["id"], attempts=1, minutes_ago=0)
+    assert worker.recover_lost_tasks() == []
+    fresh.refresh_from_db()
+    assert fresh.status == "RUNNING"
+
+
+def housekeeping_in_own_session() -> bool:
+    try:
+        return worker.run_housekeeping()
+    finally:
+        connection.close()
+
+
+def test_housekeeping_prunes_old_exports_and_finished_tasks_in_one_worker_at_a_time(
+    alice_api: APIClient, talk: list[Message], settings: Any
+) -> None:
+    old, recent = request_export(alice_api), request_export(alice_api)
+    run_queue()
+    long_ago = timezone.now() - timedelta(days=settings.TASK_RESULT_RETENTION_DAYS + 1)
+    RoomExport.objects.filter(pk=old["id"]).update(finished_at=long_ago)
+    old_task = RoomExport.objects.get(pk=old["id"]).task_id
+    DBTaskResult.objects.filter(pk=old_task).update(finished_at=long_ago)
+    with connection.cursor() as cursor:
+        # Another worker (this thread's database session) is at it: a worker in another
+        # session does nothing.
+        cursor.execute("SELECT pg_advisory_lock(%s)", [worker.HOUSEKEEPING_LOCK])
+        try:
+            with ThreadPoolExecutor(1) as elsewhere:
+                assert elsewhere.submit(housekeeping_in_own_session).result() is False
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [worker.HOUSEKEEPING_LOCK])
+    assert RoomExport.objects.filter(pk=old["id"]).exists()
+    assert worker.run_housekeeping() is True
+    assert not RoomExport.objects.filter(pk=old["id"]).exists()
+    assert not DBTaskResult.objects.filter(pk=old_task).exists()
+    assert RoomExport.objects.filter(pk=recent["id"]).exists()

@@ -1,0 +1,102 @@
+"""Background tasks in the compose stack: an export asked for through nginx is built by the
+worker service, announced on the requester's socket and downloaded; a Postgres outage
+pauses the worker, which then builds every export queued, with no restart."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
+
+from tests.stack.clients import SUBPROTOCOL
+from tests.stack.compose import Stack, create_room
+
+pytestmark = pytest.mark.stack
+
+
+def post_messages(stack: Stack, token: str, slug: str, count: int) -> list[dict[str, Any]]:
+    posted = []
+    with httpx.Client(base_url=stack.http, headers={"Authorization": f"Token {token}"}) as http:
+        for n in range(count):
+            response = http.post(f"/api/rooms/{slug}/messages/", json={"body": f"message {n} ✓"})
+            assert response.status_code == 201, response.text
+            posted.append(response.json())
+            time.sleep(0.06)  # under nginx's per-address API rate
+    return posted
+
+
+def wait_for_status(stack: Stack, token: str, url: str, within: float) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while True:
+        response = httpx.get(f"{stack.http}{url}", headers={"Authorization": f"Token {token}"})
+        if response.status_code == 200 and response.json()["status"] in ("succeeded", "failed"):
+            return dict(response.json())
+        assert time.monotonic() < deadline, f"not finished after {within} s: {response.text}"
+        time.sleep(0.5)
+
+
+def downloaded_rows(stack: Stack, token: str, status: dict[str, Any]) -> list[dict[str, Any]]:
+    download = httpx.get(f"{stack.http}{status['download_url']}", headers={"Authorization": f"Token {token}"})
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "application/gzip"
+    header, *rows = [json.loads(line) for line in gzip.decompress(download.content).splitlines()]
+    assert header["messages"] == len(rows)
+    return rows
+
+
+@pytest.mark.asyncio
+async def test_an_export_asked_for_through_nginx_is_announced_on_the_socket_and_downloads(
+    stack: Stack, token: str
+) -> None:
+    slug = await asyncio.to_thread(create_room, stack, token)
+    posted = await asyncio.to_thread(post_messages, stack, token, slug, 25)
+    url = f"{stack.ws}/ws/rooms/{slug}/"
+    async with connect(url, subprotocols=[SUBPROTOCOL, Subprotocol(f"auth.{token}")]) as ws:
+        async with httpx.AsyncClient(base_url=stack.http, headers={"Authorization": f"Token {token}"}) as http:
+            response = await http.post(f"/api/rooms/{slug}/exports/")
+        assert response.status_code == 202, response.text
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
+    export = frame["export"]
+    assert (export["id"], export["status"], export["message_count"]) == (response.json()["id"], "succeeded", 25)
+    rows = await asyncio.to_thread(downloaded_rows, stack, token, export)
+    assert rows == posted  # each line is the message as the API returned it
+
+
+def test_a_postgres_outage_pauses_the_worker_and_loses_no_queued_export(stack: Stack, token: str) -> None:
+    slug = create_room(stack, token)
+    post_messages(stack, token, slug, 5)
+    (worker,) = stack.compose("ps", "--quiet", "worker").stdout.split()
+    began = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Frozen, the worker cannot take the exports before Postgres goes away.
+    stack.compose("pause", "worker")
+    try:
+        headers = {"Authorization": f"Token {token}"}
+        exports = [httpx.post(f"{stack.http}/api/rooms/{slug}/exports/", headers=headers) for _ in range(3)]
+        assert [response.status_code for response in exports] == [202] * 3
+        stack.compose("stop", "postgres")
+    finally:
+        stack.compose("unpause", "worker")
+    try:
+        time.sleep(8)  # the worker meets the outage
+    finally:
+        stack.compose("start", "postgres")
+    statuses = [wait_for_status(stack, token, response.json()["url"], within=90) for response in exports]
+    assert [status["status"] for status in statuses] == ["succeeded"] * 3
+    assert stack.compose("ps", "--quiet", "worker").stdout.split() == [worker]  # the same container
+    restarts = json.loads(stack.compose("ps", "--format", "json", "worker").stdout.splitlines()[0])
+    assert "Up" in str(restarts.get("Status", "")), restarts
+    paused = [line for line in stack.log_lines("worker", since=began) if "database unavailable" in line]
+    assert paused, "the worker logged no pause"
+    # The app's replicas came back as well.
+    wait_for_ready = time.monotonic() + 60
+    while httpx.get(f"{stack.http}/readyz").status_code != 200:
+        assert time.monotonic() < wait_for_ready
+        time.sleep(0.5)
