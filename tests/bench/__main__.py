@@ -7,17 +7,19 @@ import argparse
 import asyncio
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tests.bench import http_load, ops, report, sockets
+from tests.bench import http_load, ops, report, sockets, tasks
 from tests.bench.stack import BenchStack
 from tests.support import ROOT
 
@@ -59,6 +61,29 @@ FIXTURES = (
     "for slug in ('fanout-core', 'fanout-pubsub'):\n"
     "    Room.objects.get_or_create(slug=slug, defaults={'title': slug, 'created_by': user})\n"
     "print(AuthToken.objects.create(user)[1])"
+)
+
+
+# Scenario 6: a large room to export, a small one, and users to ask (each may have
+# tasks.PER_USER exports unfinished); prints the users' tokens.
+TASK_FIXTURES = (
+    "from django.contrib.auth.models import User\n"
+    "from django.db import connection\n"
+    "from knox.models import AuthToken\n"
+    "from chat.models import Room\n"
+    "owner, _ = User.objects.get_or_create(username='bench')\n"
+    "for slug, size in (('bench-export', {large}), ('bench-export-small', {small})):\n"
+    "    room, made = Room.objects.get_or_create(slug=slug, defaults={{'title': slug, 'created_by': owner}})\n"
+    "    if made:\n"
+    "        with connection.cursor() as cursor:\n"
+    "            cursor.execute(\n"
+    '                "insert into chat_message (room_id, author_id, body, created_at) "\n'
+    "                \"select %s, %s, 'message ' || g || ': ' || md5(g::text), now() from generate_series(1, %s) g\",\n"
+    "                [room.id, owner.id, size],\n"
+    "            )\n"
+    "for i in range({users}):\n"
+    "    user, _ = User.objects.get_or_create(username=f'bench-export-{{i}}')\n"
+    "    print(AuthToken.objects.create(user)[1])\n"
 )
 
 
@@ -115,6 +140,11 @@ def main() -> int:
         "messages": 3 if smoke else 20,
         "idle_sockets": 200 if smoke else 10_000,
         "profile_seconds": 2 if smoke else 10,
+        "export_messages": 2_000 if smoke else 200_000,
+        "exports": 2 if smoke else 3,
+        "task_idle_seconds": 1.0 if smoke else 5.0,
+        "pickups": 2 if smoke else 5,
+        "throughput_users": 1 if smoke else 4,
     }
     results: dict[str, object] = {"plan": plan, "smoke": smoke, "workers": workers}
     started = time.monotonic()
@@ -134,6 +164,7 @@ def main() -> int:
                 "profile": lambda: run_profile(stack, plan),
                 "capacity": lambda: run_capacity(stack, plan),
                 "ops": lambda: run_ops(stack),
+                "tasks": lambda: run_tasks(stack, plan),
             }
             for name, scenario in scenarios.items():
                 try:
@@ -159,6 +190,49 @@ def run_ops(stack: BenchStack) -> dict[str, float]:
         "proxy_image_mib": ops.image_mib("mainkode-example/proxy:bench"),
     }
     print(f"bench: operations {found}", flush=True)
+    return found
+
+
+def run_tasks(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
+    users = max(plan["exports"], plan["throughput_users"])
+    code = TASK_FIXTURES.format(large=plan["export_messages"], small=100, users=users)
+    tokens = stack.compose("exec", "-T", "app", "python", "manage.py", "shell", "-c", code).stdout.split()[-users:]
+    modes = []
+    for mode, inline in (("worker service", "false"), ("inline in the request (TASKS_INLINE=true)", "true")):
+        stack.serve(STACK, TASKS_INLINE=inline)
+        askers = tokens[: plan["exports"]]
+        run = tasks.under_exports(stack.http, stack.ws, "bench-export", askers, plan["task_idle_seconds"])
+        found = asyncio.run(run)
+        found.pop("ids")
+        modes.append({"mode": mode, **{k: asdict(v) if isinstance(v, tasks.Latency) else v for k, v in found.items()}})
+        print(f"bench: tasks, {mode}: {modes[-1]}", flush=True)
+    stack.serve(STACK)
+    # Pickup: a small export asked while the worker is idle, from enqueue to its start
+    # (the task table's own timestamps).
+    ids = asyncio.run(tasks.sequential_pickups(stack.http, "bench-export-small", tokens[0], plan["pickups"]))
+    listed = ", ".join(f"'{uuid.UUID(i)}'" for i in ids)  # the API's ids, parsed: nothing else gets in
+    query = (
+        "select string_agg((extract(epoch from t.started_at - t.enqueued_at) * 1000)::text, ' ') "  # noqa: S608
+        "from django_tasks_database_dbtaskresult t join chat_roomexport e on e.task_id = t.id::text "
+        f"where e.id in ({listed})"
+    )
+    pickups = stack.sql(query)
+    pickup_ms = [float(v) for v in pickups.split()]
+    # Throughput: small exports, as many at once as the users may ask.
+    batch = [token for token in tokens[: plan["throughput_users"]] for _ in range(tasks.PER_USER)]
+    started = time.monotonic()
+    asyncio.run(tasks.export_all(stack.http, "bench-export-small", batch))
+    took = time.monotonic() - started
+    found = {
+        "modes": modes,
+        "export_messages": plan["export_messages"],
+        "pickup_ms_median": statistics.median(pickup_ms),
+        "pickup_ms_max": max(pickup_ms),
+        "pickups": len(pickup_ms),
+        "small_jobs": len(batch),
+        "jobs_per_second": len(batch) / took,
+    }
+    print(f"bench: tasks {found}", flush=True)
     return found
 
 

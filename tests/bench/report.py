@@ -132,6 +132,34 @@ def section_ops(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def section_tasks(results: dict[str, Any]) -> list[str]:
+    t = results["tasks"]
+    rows = [
+        f"| {m['mode']} | {phase} | {m[phase]['hello_p50_ms']:.1f} | {m[phase]['hello_p99_ms']:.1f} | "
+        f"{m[phase]['echo_p50_ms']:.1f} | {m[phase]['echo_p99_ms']:.1f} | {m[phase]['samples']} |"
+        for m in t["modes"]
+        for phase in ("idle", "busy")
+    ]
+    took = ", ".join(f"{m['mode']}: {m['exports_seconds']:.1f} s" for m in t["modes"])
+    return [
+        f"{t['modes'][0]['exports']} exports of a room of {t['export_messages']:,} messages asked at once (gzip JSON "
+        "Lines, docs/api.md), while one client GETs `/api/hello/` and another sends `Hi` on `/ws/chat/` and "
+        "waits for the echo, one after another, 20 ms apart: before (idle) and while the exports run (busy). "
+        "In the worker service (one replica, the default) or inside the requests that ask for them "
+        f"(`TASKS_INLINE=true`, a switch only this benchmark uses). All exports done in: {took}.",
+        "",
+        "| exports run | phase | hello p50 ms | hello p99 ms | echo p50 ms | echo p99 ms | samples |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+        f"- pickup, enqueue to start (the task table's timestamps), a small export asked while the worker is "
+        f"idle: median {t['pickup_ms_median']:.0f} ms, max {t['pickup_ms_max']:.0f} ms over {t['pickups']} "
+        "(the worker polls every `WORKER_POLL_INTERVAL`, 1 s)",
+        f"- throughput: {t['small_jobs']} exports of a 100-message room asked at once: "
+        f"{t['jobs_per_second']:.1f} jobs/s with one worker replica (end to end, as the clients saw them finish)",
+    ]
+
+
 def section_profile(results: dict[str, Any]) -> list[str]:
     p, plan = results["profile"], results["plan"]
     if not p["top"]["inclusive"]:
@@ -158,6 +186,7 @@ SECTIONS = [
     ("fanout", "## 3. WebSocket fan-out", section_fanout),
     ("capacity", "## 4. Idle WebSocket connections", section_capacity),
     ("ops", "## 5. Operations", section_ops),
+    ("tasks", "## 6. Background tasks", section_tasks),
     ("profile", "## Where a worker's time goes", section_profile),
 ]
 

@@ -39,6 +39,12 @@ class EntryPoints:
         return [self.bases[(start + i) % len(self.bases)] + path for i in range(len(self.bases))]
 
 
+def described(response: httpx.Response) -> str:
+    """A failed answer for a failure message: status, where from, and its body's start
+    (nginx's own 503 and the app's differ there)."""
+    return f"HTTP {response.status_code} from {response.url.host}: {response.text[:100]!r}"
+
+
 def send(client: httpx.Client, method: str, urls: list[str], **kwargs: object) -> httpx.Response:
     for url in urls[:-1]:
         try:
@@ -78,7 +84,7 @@ class Traffic:
                 try:
                     response = send(client, "GET", self.entry.urls(self.path))
                     if response.status_code != 200:
-                        self.failures.append(f"HTTP {response.status_code}")
+                        self.failures.append(described(response))
                 except httpx.HTTPError as error:
                     self.failures.append(repr(error))
                 time.sleep(0.02)
@@ -181,7 +187,7 @@ class Poster:
                     if response.status_code == 201:
                         self.acknowledged[response.json()["id"]] = body
                     else:
-                        self.failures.append(f"HTTP {response.status_code}")
+                        self.failures.append(described(response))
                 except httpx.HTTPError as error:
                     self.failures.append(repr(error))
                 await asyncio.sleep(self.interval)

@@ -25,7 +25,14 @@ def test_bench_smoke_runs_every_scenario_and_writes_the_document(tmp_path: Path)
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     doc = (tmp_path / "benchmarks.md").read_text()
-    for section in ("## 1. HTTP", "## 2. Postgres", "## 3. WebSocket fan-out", "## 4. Idle", "## 5. Operations"):
+    for section in (
+        "## 1. HTTP",
+        "## 2. Postgres",
+        "## 3. WebSocket fan-out",
+        "## 4. Idle",
+        "## 5. Operations",
+        "## 6. Background",
+    ):
         assert section in doc
     assert (tmp_path / "benchmarks-latency.png").read_bytes().startswith(b"\x89PNG")
     figures = json.loads((tmp_path / "benchmarks.json").read_text())
@@ -38,4 +45,9 @@ def test_bench_smoke_runs_every_scenario_and_writes_the_document(tmp_path: Path)
     assert all(row["lost"] == 0 and row["duplicated"] == 0 for row in figures["fanout"]), figures["fanout"]
     assert figures["capacity"]["opened"] == figures["capacity"]["target"]
     assert figures["ops"]["app_image_mib"] > 0
+    tasks = figures["tasks"]
+    assert [mode["exports"] for mode in tasks["modes"]] == [2, 2]
+    assert all(mode["busy"]["samples"] > 0 for mode in tasks["modes"])
+    assert tasks["pickups"] == 2
+    assert tasks["jobs_per_second"] > 0
     assert not any(leftovers("mainkode-bench").values()), "the bench left its stack behind"

@@ -26,8 +26,10 @@ RELEASE_DOCKERFILES = {
     "v2": "FROM {app}\nLABEL org.opencontainers.image.version=v2\n",
     "never-ready": (
         "FROM {app}\nUSER root\n"
-        # The probe the healthcheck runs (core.probe) fails: the release never gets ready.
-        "RUN printf 'raise SystemExit(\"this release never gets ready\")\\n' > /app/core/probe.py\n"
+        # The healthcheck's probe (`python -m core.probe`) fails when run; importing it
+        # (the worker reads a constant from it) still works: the release never gets ready.
+        "RUN sed -i 's/^    sys.exit(main())$/    sys.exit(\"this release never gets ready\")/' /app/core/probe.py"
+        " && grep -q 'never gets ready' /app/core/probe.py\n"
         "USER 10001:10001\n"
     ),
 }

@@ -362,7 +362,7 @@ async def test_rolling_update_under_traffic_loses_nothing(deployment: Deployment
     assert not old & {str(task["ID"]) for task in running}
     assert traffic.sent > 100
     assert traffic.failures == [], no_failures(traffic, deployment)
-    assert poster.failures == [], poster.failures
+    assert poster.failures == [], f"{poster.failures}; nginx: {nginx_errors(deployment)}"
     assert all(reader.reconnects for reader in readers), "a socket stayed on a replaced replica"
     missed = sum(len(set(poster.acknowledged) - reader.seen.keys()) for reader in readers)
     assert missed == 0
