@@ -28,6 +28,9 @@ REQUIRED_VARIABLES = (
     "POSTGRES_PASSWORD",
     "REDIS_URL",
 )
+# nginx re-resolves the app every 2 s (`valid=2s`, nginx/templates): after this long it
+# uses the replicas that run now, and no longer the ones that stopped.
+NGINX_RESOLVE_SECONDS = 3
 HELLO_BODY = b'{"message": "Hello from DRF with Uvicorn!"}'
 WSCAT = ROOT / "tests" / "node_modules" / ".bin" / "wscat"
 

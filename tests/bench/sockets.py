@@ -19,6 +19,12 @@ from websockets.typing import Subprotocol
 SUBPROTOCOL = Subprotocol("mainkode.v1")
 
 
+def percentile(values: list[float], share: float) -> float:
+    """The value below which `share` of `values` lie (nearest rank); NaN for none."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
 def raise_open_files_limit() -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -131,7 +137,7 @@ async def fanout(
         receivers=receivers,
         messages=messages,
         p50_ms=statistics.median(latencies) if latencies else float("nan"),
-        p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else float("nan"),
+        p99_ms=percentile(latencies, 0.99),
         max_ms=latencies[-1] if latencies else float("nan"),
         lost=max(0, expected - (deliveries - duplicated)),
         duplicated=duplicated,

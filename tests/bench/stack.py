@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import ROOT, OnLoopback, environment_for, free_port, write_env_file
+from tests.support import NGINX_RESOLVE_SECONDS, ROOT, OnLoopback, environment_for, free_port, write_env_file
 
 PROJECT = "mainkode-bench"
 FILES = ("docker-compose.yml", "tests/bench/compose.yml")
@@ -82,11 +82,11 @@ class BenchStack(OnLoopback):
         return took
 
     def wait_until_nginx_routes(self) -> None:
-        """nginx re-resolves `app` every 2 s: until then it still tries the replaced
-        containers. Measuring starts once 3 s have passed and 20 answers in a row are 200."""
+        """Until nginx re-resolves `app` it still tries the replaced containers. Measuring
+        starts once NGINX_RESOLVE_SECONDS have passed and 20 answers in a row are 200."""
         started, in_a_row = time.monotonic(), 0
         with httpx.Client(timeout=5) as client:
-            while in_a_row < 20 or time.monotonic() - started < 3:
+            while in_a_row < 20 or time.monotonic() - started < NGINX_RESOLVE_SECONDS:
                 try:
                     ok = client.get(f"{self.http}/api/hello/").status_code == 200
                 except httpx.HTTPError:

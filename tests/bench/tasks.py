@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import httpx
 from websockets.asyncio.client import connect
 
+from tests.bench.sockets import percentile
+
 # Exports a user may have unfinished at once (chat/exports.py: MAX_UNFINISHED_PER_USER).
 PER_USER = 3
 
@@ -25,11 +27,6 @@ class Latency:
     echo_p50_ms: float
     echo_p99_ms: float
     samples: int
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
 
 
 async def probe(http: str, ws: str, stop: asyncio.Event) -> Latency:

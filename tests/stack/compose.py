@@ -19,9 +19,6 @@ import httpx
 from tests.support import ROOT, OnLoopback, environment_for, write_env_file
 
 PROJECT = "mainkode-e2e"
-# nginx re-resolves the app every 2 s (`valid=2s`, nginx/templates): after this long it
-# uses the replicas that run now, and no longer the ones that stopped.
-NGINX_RESOLVE_SECONDS = 3
 
 
 @dataclass
@@ -63,11 +60,16 @@ class Stack(OnLoopback):
 
     def nginx_errors(self, since: str | None = None) -> list[str]:
         """nginx's error-log lines (upstream failures among them): for failure messages."""
-        return [line for line in self.log_lines("nginx", since) if "[error]" in line or "[warn]" in line][-20:]
+        return error_lines(self.log_lines("nginx", since))
 
     def log_records(self, service: str, since: str | None = None) -> list[dict[str, object]]:
         """The JSON lines a service logged (other lines skipped)."""
         return json_records(self.log_lines(service, since))
+
+
+def error_lines(lines: list[str]) -> list[str]:
+    """nginx's error and warning lines among `lines`, the last 20: for failure messages."""
+    return [line for line in lines if "[error]" in line or "[warn]" in line][-20:]
 
 
 def json_records(lines: list[str]) -> list[dict[str, object]]:

@@ -17,8 +17,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.stack.clients import CatchingUpReader, Poster, Traffic, wait_until_everyone_has
-from tests.stack.compose import NGINX_RESOLVE_SECONDS, Stack, create_room
-from tests.support import ROOT, wait_for_http
+from tests.stack.compose import Stack, create_room
+from tests.support import NGINX_RESOLVE_SECONDS, ROOT, wait_for_http
 
 pytestmark = pytest.mark.stack
 

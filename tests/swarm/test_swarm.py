@@ -21,7 +21,7 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from tests.stack.clients import SUBPROTOCOL, CatchingUpReader, Poster, Traffic, wait_until_everyone_has
-from tests.stack.compose import json_records
+from tests.stack.compose import error_lines, json_records
 from tests.support import (
     HELLO_BODY,
     ROOT,
@@ -112,10 +112,8 @@ def nginx_errors(deployment: Deployment) -> list[str]:
     lines = []
     for node in deployment.nodes:
         for container in node.docker("ps", "--quiet", "--all", "--filter", f"name={STACK}_nginx").split():
-            logs = node.call("logs", container)
-            errors = [line for line in logs.stderr.splitlines() if "[error]" in line or "[warn]" in line]
-            lines += [f"{node.name}: {line}" for line in errors]
-    return lines[-20:]
+            lines += [f"{node.name}: {line}" for line in node.call("logs", container).stderr.splitlines()]
+    return error_lines(lines)
 
 
 def no_failures(traffic: Traffic, deployment: Deployment) -> str:
