@@ -4,7 +4,7 @@
 #   app-build   -> the source, its bytecode and its collected static files
 #   app         -> runtime: no compiler, no pip, no package manager, no setuid bit,
 #                  non-root; serves, migrates, runs checks
-#   bench       -> app + daphne, for scripts/bench only
+#   bench       -> app + daphne and granian, for scripts/bench only
 #   proxy       -> nginx with its config templates and the collected static files
 # Build: `docker compose build` (both), or `docker build --target app .`.
 
@@ -88,13 +88,14 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
 CMD ["gunicorn", "mainkode_example.asgi:application"]
 
 # --- bench (scripts/bench only; never deployed) --------------------------------------------
-# The app image plus daphne (Channels' reference server), so the benchmark runs the same
-# code under each server it compares. daphne's version comes from the dev lock file.
+# The app image plus the contenders that are not in it (daphne, Channels' reference server;
+# granian), so the benchmark runs the same code under each server it compares. Their
+# versions come from the dev lock file.
 FROM python-deps AS bench-deps
 COPY requirements-dev.txt /tmp/requirements-dev.txt
 # hadolint ignore=DL3013
 RUN /opt/venv/bin/python -m ensurepip --default-pip \
-    && /opt/venv/bin/pip install --no-compile --constraint /tmp/requirements-dev.txt daphne \
+    && /opt/venv/bin/pip install --no-compile --constraint /tmp/requirements-dev.txt daphne granian \
     && /opt/venv/bin/pip uninstall --yes pip
 
 FROM app AS bench

@@ -99,7 +99,6 @@ MIDDLEWARE = [
 # views, streaming). docs/design.md says why wsgi is the default. WebSockets go through
 # Channels either way.
 HTTP_HANDLER = env.choice("DJANGO_HTTP_HANDLER", ("wsgi", "asgi"), default="wsgi")
-HTTP_THREADS = env.integer("DJANGO_HTTP_THREADS", default=8, minimum=1)
 
 ROOT_URLCONF = "mainkode_example.urls"
 ASGI_APPLICATION = "mainkode_example.asgi.application"
@@ -133,6 +132,11 @@ DB_POOL = {
 }
 if DB_POOL["min_size"] > DB_POOL["max_size"]:
     raise ImproperlyConfigured("Environment variable DB_POOL_MIN_SIZE is invalid: it must not exceed DB_POOL_MAX_SIZE.")
+# One HTTP thread per pooled connection: a request never waits for a connection another
+# thread of its process holds (with 8 threads on a pool of 4, a profile found about a
+# sixth of a worker's samples waiting there), and more threads than that would only add
+# GIL contention. docs/benchmarks.md has the figures.
+HTTP_THREADS = int(DB_POOL["max_size"])
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",

@@ -1,4 +1,5 @@
-"""WSGI entry point, for HTTP-only servers (benchmarks compare it; WebSockets need ASGI)."""
+"""WSGI entry point, for HTTP-only servers (benchmarks compare it; WebSockets need ASGI).
+It writes the same access line as the ASGI entry point (core.access_log)."""
 
 import os
 
@@ -6,4 +7,6 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mainkode_example.settings")
 
-application = get_wsgi_application()
+from core.access_log import WsgiAccessLog
+
+application = WsgiAccessLog(get_wsgi_application())

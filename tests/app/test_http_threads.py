@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from typing import Any
+from wsgiref.util import setup_testing_defaults
 
 import pytest
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 
 from core.http_threads import ThreadedWsgiApp
+from mainkode_example.wsgi import application as wsgi_entry_point  # imported here: it sets Django up
 from tests.support import HELLO_BODY
 
 
@@ -86,3 +88,27 @@ async def test_too_many_duplicate_headers_get_a_400_not_a_crash() -> None:
     start, body = await call(app, "/api/hello/", [(b"x-dup", b"1")] * 101)
     assert start["status"] == 400
     assert b"duplicate headers" in body["body"]
+
+
+def test_the_wsgi_entry_point_writes_the_same_access_line(caplog: pytest.LogCaptureFixture) -> None:
+    """Every server the benchmark compares pays for the same log: wsgi.py writes the line
+    asgi.py writes, when the server closes the response."""
+    environ: dict[str, Any] = {"PATH_INFO": "/api/hello/", "HTTP_X_REQUEST_ID": "req-42", "REMOTE_ADDR": "10.0.0.9"}
+    setup_testing_defaults(environ)
+    environ["HTTP_HOST"] = "localhost"
+    statuses: list[str] = []
+    with caplog.at_level("INFO", logger="mainkode_example.access"):
+        result = wsgi_entry_point(environ, lambda status, headers, exc_info=None: statuses.append(status))
+        body = b"".join(result)
+        assert not caplog.records, "the line waits for the server to close the response"
+        result.close()  # type: ignore[attr-defined]
+    assert statuses == ["200 OK"]
+    assert body == HELLO_BODY
+    [line] = caplog.records
+    assert (line.request_id, line.method, line.path, line.status, line.client) == (  # type: ignore[attr-defined]
+        "req-42",
+        "GET",
+        "/api/hello/",
+        200,
+        "10.0.0.9",
+    )

@@ -44,7 +44,6 @@ def test_missing_required_variable_is_named(name: str, how: str) -> None:
         ("DJANGO_ADMIN_URL", "/admin", "ending in '/'"),
         ("CHANNEL_LAYER_BACKEND", "memory", "expected one of core, pubsub"),
         ("DJANGO_HTTP_HANDLER", "threads", "expected one of wsgi, asgi"),
-        ("DJANGO_HTTP_THREADS", "0", "at least 1"),
         ("CHANNEL_LAYER_MAX_CONNECTIONS", "many", "expected an integer"),
         ("AUTH_THROTTLE_RATE", "ten", "expected a count per period"),
         ("CHAT_SOCKET_POST_RATE", "20/fortnight", "expected a count per period"),

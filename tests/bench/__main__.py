@@ -27,15 +27,27 @@ STACK = "gunicorn mainkode_example.asgi:application"  # the image's own command
 
 
 def servers(workers: int) -> list[tuple[str, str, int, dict[str, str]]]:
-    """(name, command, replicas, app env): the same app, the same process count, behind the
-    same nginx."""
+    """(name, command, replicas, app env): the same app and image, the same process count
+    (except where a layout's own advice says otherwise), behind the same nginx, each writing
+    the same access line (core.access_log)."""
+    wsgi, asgi = "mainkode_example.wsgi:application", "mainkode_example.asgi:application"
+    granian = f"granian --host 0.0.0.0 --port 8000 --workers {workers} --no-ws"
     return [
         ("this stack: Gunicorn + UvicornWorker", STACK, 1, {}),
-        ("this stack, DJANGO_HTTP_HANDLER=asgi", STACK, 1, {"DJANGO_HTTP_HANDLER": "asgi"}),
-        ("Gunicorn sync WSGI workers", "gunicorn mainkode_example.wsgi:application --worker-class sync", 1, {}),
+        (f"Gunicorn gthread ({workers} x 8 threads)", f"gunicorn {wsgi} --worker-class gthread --threads 8", 1, {}),
+        (f"Gunicorn sync ({workers} workers)", f"gunicorn {wsgi} --worker-class sync", 1, {}),
+        (
+            f"Gunicorn sync ({2 * workers + 1} workers: 2 x cores + 1)",
+            f"gunicorn {wsgi} --worker-class sync --workers {2 * workers + 1}",
+            1,
+            {},
+        ),
+        ("Gunicorn's own ASGI worker", f"gunicorn {asgi} --worker-class asgi", 1, {}),
+        ("granian, WSGI", f"{granian} --interface wsgi {wsgi}", 1, {}),
+        ("granian, ASGI", f"{granian} --interface asgi {asgi}", 1, {}),
         (
             f"uvicorn --workers {workers}",
-            f"uvicorn mainkode_example.asgi:application --host 0.0.0.0 --port 8000 --workers {workers} "
+            f"uvicorn {asgi} --host 0.0.0.0 --port 8000 --workers {workers} "
             "--loop uvloop --http httptools --ws websockets-sansio --lifespan off --no-access-log "
             "--proxy-headers --forwarded-allow-ips *",
             1,
@@ -43,7 +55,7 @@ def servers(workers: int) -> list[tuple[str, str, int, dict[str, str]]]:
         ),
         (
             f"daphne ({workers} replicas of one process)",
-            "daphne --bind 0.0.0.0 --port 8000 --proxy-headers mainkode_example.asgi:application",
+            f"daphne --bind 0.0.0.0 --port 8000 --proxy-headers {asgi}",
             workers,
             {},
         ),
@@ -133,8 +145,8 @@ def main() -> int:
     smoke: bool = args.smoke
     workers = os.cpu_count() or 2
     plan = {
-        "concurrency": [8] if smoke else [16, 64, 200],
-        "seconds": 1.0 if smoke else 5.0,
+        "concurrency": [8] if smoke else [16, 64, 256],
+        "seconds": 1.0 if smoke else 6.0,
         "repeats": 1 if smoke else 3,
         "receivers": [10] if smoke else [100, 1000],
         "messages": 3 if smoke else 20,
@@ -297,6 +309,7 @@ def run_fanout(stack: BenchStack, token: str, plan: dict[str, Any]) -> list[dict
                     receivers=receivers,
                     messages=plan["messages"],
                     via=via,
+                    app_cpu_seconds=stack.app_cpu_seconds,
                 )
                 result = asyncio.run(run)
                 rows.append({"layer": backend, "via": via, **asdict(result)})
@@ -324,21 +337,22 @@ def run_capacity(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def run_profile(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
-    pid = stack.app_container_pids()[0]
-    load = threading.Thread(
-        target=http_load.wrk, args=(f"{stack.http}/api/rooms/bench/messages/", 64, plan["profile_seconds"] + 4)
-    )
-    load.start()
-    time.sleep(2)
-    try:
-        top = ops.profile_worker(pid, plan["profile_seconds"])
-    except (subprocess.CalledProcessError, FileNotFoundError) as error:
-        top, why = {"inclusive": [], "self": []}, f"py-spy failed: {error}"
-    else:
-        why = ""
-    load.join()
-    return {"endpoint": "/api/rooms/bench/messages/", "connections": 64, "top": top, "error": why}
+def run_profile(stack: BenchStack, plan: dict[str, Any]) -> list[dict[str, Any]]:
+    profiles = []
+    for endpoint in ("/api/hello/", "/api/rooms/bench/messages/"):
+        pid = stack.app_container_pids()[0]
+        load = threading.Thread(target=http_load.wrk, args=(f"{stack.http}{endpoint}", 64, plan["profile_seconds"] + 4))
+        load.start()
+        time.sleep(2)
+        try:
+            top = ops.profile_worker(pid, plan["profile_seconds"])
+        except (subprocess.CalledProcessError, FileNotFoundError) as error:
+            top, why = {"inclusive": [], "self": [], "roles": []}, f"py-spy failed: {error}"
+        else:
+            why = ""
+        load.join()
+        profiles.append({"endpoint": endpoint, "connections": 64, "top": top, "error": why})
+    return profiles
 
 
 if __name__ == "__main__":

@@ -59,10 +59,11 @@ def cold_up(stack: BenchStack, command: str) -> float:
 
 
 def profile_worker(pid: int, seconds: int) -> dict[str, list[tuple[str, float]]]:
-    """py-spy samples one worker (from the host: the container has no ptrace capability;
-    blocking mode, so waiting threads count as idle and are left out). Returns the
-    functions with the largest share of samples: on the stack at all (inclusive), and
-    running themselves (self)."""
+    """py-spy samples one worker (from the host: the container has no ptrace capability).
+    Samples of a thread waiting (the event loop in epoll, a pool thread waiting for work or
+    for a connection) are left out. Returns the functions with the largest share of the
+    rest: on the stack at all (inclusive), and running themselves (self); and the share of
+    each thread's role (the event loop, the HTTP threads, others)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp, "stacks.txt")
         subprocess.run(
@@ -86,19 +87,35 @@ def profile_worker(pid: int, seconds: int) -> dict[str, list[tuple[str, float]]]
         )
         inclusive: collections.Counter[str] = collections.Counter()
         own: collections.Counter[str] = collections.Counter()
+        roles: collections.Counter[str] = collections.Counter()
         total = 0
         for line in out.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
             if not count.isdigit():
                 continue
             frames = stack.split(";")
+            if any(wait in frames[-1] for wait in WAITING):
+                continue
             total += int(count)
             own[frames[-1]] += int(count)
+            roles[_role(frames)] += int(count)
             for frame in set(frames):
                 inclusive[frame] += int(count)
     if not total:
-        return {"inclusive": [], "self": []}
+        return {"inclusive": [], "self": [], "roles": []}
     return {
         "inclusive": [(frame, 100 * n / total) for frame, n in inclusive.most_common(40)],
         "self": [(frame, 100 * n / total) for frame, n in own.most_common(20)],
+        "roles": [(role, 100 * n / total) for role, n in roles.most_common()],
     }
+
+
+# Leaf frames of a waiting thread: uvloop's run_forever is C code, so an event loop
+# waiting in epoll shows as the line that started it.
+WAITING = ("concurrent/futures/thread.py:90)", "Condition.wait", "Event.wait", "Runner.run (asyncio/runners.py:118)")
+
+
+def _role(frames: list[str]) -> str:
+    if any("thread_handler (asgiref" in f or "_bootstrap" in f for f in frames):
+        return "HTTP threads (Django)" if any("respond (core/http_threads" in f for f in frames) else "other threads"
+    return "event loop (uvicorn, Channels, the access log)"

@@ -9,6 +9,7 @@ import multiprocessing
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,13 +84,25 @@ class FanoutResult:
     max_ms: float
     lost: int
     duplicated: int
+    app_cpu_us_per_frame: float  # CPU time of the app's worker processes / frames delivered
 
 
 async def fanout(
-    http: str, ws: str, slug: str, token: str, *, receivers: int, messages: int, via: str, processes: int = 2
+    http: str,
+    ws: str,
+    slug: str,
+    token: str,
+    *,
+    receivers: int,
+    messages: int,
+    via: str,
+    app_cpu_seconds: Callable[[], float],
+    processes: int = 2,
 ) -> FanoutResult:
     """One sender posts `messages` (via "rest" or "socket"), one every 0.25 s; receivers in
-    `processes` client processes record when each arrives."""
+    `processes` client processes record when each arrives. `app_cpu_seconds` is read
+    once every receiver is connected and again after the last message's stragglers: the
+    app's CPU over the broadcasts alone."""
     ctx = multiprocessing.get_context("spawn")
     ready, results, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
     url = f"{ws}/ws/rooms/{slug}/"
@@ -103,6 +116,7 @@ async def fanout(
             if error:
                 raise RuntimeError(f"fan-out: a receiver process opened {opened} sockets, then: {error}")
         sent_at: dict[str, float] = {}
+        cpu_before = app_cpu_seconds()
         headers = {"Authorization": f"Token {token}"}
         sender_ws = await connect(url, subprotocols=[SUBPROTOCOL, Subprotocol(f"auth.{token}")])
         async with httpx.AsyncClient(base_url=http, headers=headers, timeout=30) as client:
@@ -116,6 +130,7 @@ async def fanout(
                     await sender_ws.send(json.dumps({"body": body}))
                 await asyncio.sleep(0.25)
         await asyncio.sleep(3)  # the last message's stragglers
+        app_cpu = app_cpu_seconds() - cpu_before
         await sender_ws.close()
     finally:
         stop.set()
@@ -141,6 +156,7 @@ async def fanout(
         max_ms=latencies[-1] if latencies else float("nan"),
         lost=max(0, expected - (deliveries - duplicated)),
         duplicated=duplicated,
+        app_cpu_us_per_frame=app_cpu * 1e6 / deliveries if deliveries else float("nan"),
     )
 
 

@@ -3,6 +3,7 @@ free loopback port, with limits raised so nginx measures the servers, not its gu
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -144,6 +145,15 @@ class BenchStack(OnLoopback):
             "-c",
             f'exec psql --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" -tAc "{query}"',
         ).stdout.strip()
+
+    def app_cpu_seconds(self) -> float:
+        """User + system CPU the app's worker processes have used so far (host /proc)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self.app_container_pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        return total / ticks
 
     def app_container_pids(self) -> list[int]:
         """Host PIDs of the Gunicorn/uvicorn worker processes (for py-spy)."""
