@@ -108,16 +108,18 @@ async def recv_json(ws: ClientConnection, wait: float = 5.0) -> dict[str, Any]:
 
 
 async def open_room_clients_on_distinct_workers(
-    url: str, *, want_workers: int, batch: int = 8, max_clients: int = 64
+    url: str, *, want_workers: int, batch: int = 8, max_clients: int = 160
 ) -> tuple[list[ClientConnection], dict[ClientConnection, str]]:
     """Open sockets to one room until they are held by at least `want_workers` distinct
     server processes, as the server itself reports (`delivered_by_worker` of a probe
-    message). Returns the sockets and, for each, the worker that holds it."""
+    message). Returns the sockets and, for each, the worker that holds it. A batch at a
+    time, a moment apart: a worker still starting accepts nothing, and the one that accepted
+    the last socket is the first idle again."""
     clients: list[ClientConnection] = []
     holder: dict[ClientConnection, str] = {}
     probe = 0
     while len(clients) < max_clients:
-        clients += [await connect(url) for _ in range(batch)]
+        clients += await asyncio.gather(*(connect(url) for _ in range(batch)))
         probe += 1
         await clients[0].send(json.dumps({"message": f"probe-{probe}"}))
         for ws in clients:
@@ -126,6 +128,7 @@ async def open_room_clients_on_distinct_workers(
             holder[ws] = frame["delivered_by_worker"]
         if len(set(holder.values())) >= want_workers:
             return clients, holder
+        await asyncio.sleep(0.2)
     raise AssertionError(f"{max_clients} sockets all landed on {set(holder.values())}")
 
 

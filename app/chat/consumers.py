@@ -77,8 +77,8 @@ class StoredRoomConsumer(JsonFrameConsumer):
         await publish(self.room.group_name, payload)
 
     async def room_message(self, event: dict[str, Any]) -> None:
-        """Handler of chat.broadcast.EVENT_TYPE events."""
-        await self.send_json(event["message"])
+        """Handler of chat.broadcast.EVENT_TYPE events: the message's JSON, encoded once."""
+        await self.send(text_data=event["text"])
 
     async def export_finished(self, event: dict[str, Any]) -> None:
         """Handler of chat.exports.EVENT_TYPE events: `{"export": {...}}`, as its status URL."""

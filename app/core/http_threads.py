@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from io import BytesIO
 from tempfile import SpooledTemporaryFile
 from typing import IO, Any
 
@@ -34,16 +35,21 @@ class ThreadedWsgiApp:
         self.respond_in_pool = sync_to_async(self.respond, thread_sensitive=False, executor=executor)
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-        with SpooledTemporaryFile(max_size=65536) as body:
-            while True:  # nginx has buffered the body already: this is quick
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        if not message.get("more_body"):  # the whole body at once (a GET: none), in memory
+            status, headers, content = await self.respond_in_pool(scope, BytesIO(message.get("body", b"")))
+        else:
+            with SpooledTemporaryFile(max_size=65536) as body:  # a large one: to disk past 64 KiB
                 body.write(message.get("body", b""))
-                if not message.get("more_body"):
-                    break
-            body.seek(0)
-            status, headers, content = await self.respond_in_pool(scope, body)
+                while message.get("more_body"):  # nginx has buffered the body already: this is quick
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    body.write(message.get("body", b""))
+                body.seek(0)
+                status, headers, content = await self.respond_in_pool(scope, body)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 

@@ -18,18 +18,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from channels.auth import AuthMiddleware
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from channels.security.websocket import WebsocketDenier
+from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
 from django.contrib.auth.models import User
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from knox.auth import TokenAuthentication
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework.exceptions import AuthenticationFailed
+
+from core.groups import CHANNEL_LAYER_ERRORS, GroupHub, Inbox, hub, new_inbox
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +43,10 @@ CLOSE_NOT_FOUND = 4404
 # RFC 6455's registry: Try Again Later, a temporary condition. The socket's channel layer
 # (Redis) failed; the client reconnects after a pause and fetches what it missed.
 CLOSE_TRY_AGAIN_LATER = 1013
-CHANNEL_LAYER_ERRORS = (RedisConnectionError, RedisTimeoutError)
 
 # An alias CHANNEL_LAYERS does not define: Channels gives a consumer naming it no channel
-# layer, so a socket nothing is ever sent to does not listen on Redis (nor fail with it).
+# layer of its own. Every socket here has none: group events come through its process's
+# GroupHub (core.groups).
 NO_CHANNEL_LAYER = "none"
 
 SUBPROTOCOL = "mainkode.v1"
@@ -97,6 +101,24 @@ class BrowserOriginValidator:
             return False
 
 
+class ReadOnlySessionMiddleware(SessionMiddleware):
+    """Channels' SessionMiddleware without its wrapper around `send`, which saves a
+    changed session when an HTTP response starts but reads the session on every message a
+    socket sends: about a tenth of the app's CPU per delivered frame of a room broadcast
+    (the fan-out profile in docs/benchmarks.md). No socket here changes the session: a
+    login is an HTTP request."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        wrapper = InstanceSessionWrapper(scope, send)
+        await wrapper.resolve_session()
+        return await self.inner(wrapper.scope, receive, send)
+
+
+def SocketAuthMiddlewareStack(inner: Any) -> Any:
+    """Channels' AuthMiddlewareStack (cookies, session, user), with the session read-only."""
+    return CookieMiddleware(ReadOnlySessionMiddleware(AuthMiddleware(inner)))
+
+
 @dataclass(frozen=True)
 class FrameError(Exception):
     """A frame the server refuses; the socket stays open and the client gets `as_reply()`."""
@@ -111,64 +133,93 @@ class FrameError(Exception):
 class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
     """Channels' JSON consumer, for frames that are JSON objects. A frame that is not one
     gets an error frame (FrameError) instead of an exception that drops the socket, and so
-    does a FrameError raised by `receive_json`."""
+    does a FrameError raised by `receive_json`. Group events (`join_group`) arrive in the
+    socket's inbox from its process's GroupHub, not on a channel of its own."""
 
     # What a valid frame looks like, for the error messages.
     frame_example = "{}"
+    # False for a socket that never joins a group: it waits on its client alone.
+    joins_groups = True
     # The subprotocol `accept()` answers with, when the client offered it.
     subprotocol: str | None = None
     joined: tuple[str, ...] = ()
-    refresher: asyncio.Task[None] | None = None
+    group_hub: GroupHub | None = None
+    inbox: Inbox
     accepted = False
+    channel_layer_alias = NO_CHANNEL_LAYER
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Channels' consumer, except that a channel-layer failure (Redis gone: a read,
-        a group_add in the handshake, a group_send) closes the socket with
-        CLOSE_TRY_AGAIN_LATER, where it would drop it without a close frame (or answer
-        the handshake with a 500)."""
+        """Channels' AsyncConsumer.__call__, except that the messages come from the
+        socket's inbox (group events from the hub, the client's behind them: `forward`)
+        where Channels would start a task for every message of either; and a
+        channel-layer failure (Redis gone: the hub's read, a group_add in the handshake, a
+        group_send) closes the socket with CLOSE_TRY_AGAIN_LATER, where it would drop it
+        without a close frame (or answer the handshake with a 500)."""
+        self.scope, self.channel_layer, self.base_send = scope, None, send
+        self.inbox = new_inbox()
+        forwarder = asyncio.create_task(self.forward(receive)) if self.joins_groups else None
+        next_message = self.inbox.get if forwarder else receive
         try:
-            await super().__call__(scope, receive, send)
+            while True:
+                await self.dispatch(await next_message())
+        except StopConsumer:
+            pass
+        except OSError:  # a send to a client already gone (the ASGI spec: an OSError); it is over
+            pass
         except CHANNEL_LAYER_ERRORS as error:
             logger.warning("Channel layer unavailable, socket closed with %d: %s", CLOSE_TRY_AGAIN_LATER, error)
             with contextlib.suppress(OSError):  # the client may be gone already
                 if not self.accepted:
                     await send({"type": "websocket.accept", "subprotocol": self.subprotocol})
                 await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER})
+        finally:
+            if forwarder is not None:
+                forwarder.cancel()
+            await self.leave_groups()  # whatever ended the socket, the hub forgets its inbox
+
+    async def forward(self, receive: Any) -> None:
+        """The client's messages into the inbox, in order, up to its disconnect."""
+        try:
+            while (message := await receive())["type"] != "websocket.disconnect":
+                await self.inbox.put(message)
+        except Exception:
+            logger.exception("Reading a socket's client failed")
+            message = {"type": "websocket.disconnect", "code": 1011}
+        await self.inbox.put(message)
 
     async def join_group(self, group: str) -> None:
-        """Join a channel-layer group for as long as the socket is open. channels_redis
-        forgets a member after its `group_expiry` (a day) even while the socket is open,
-        and the socket then silently stops receiving: the membership is renewed at half
-        that interval until the socket closes."""
-        await self.channel_layer.group_add(group, self.channel_name)
+        """Receive `group`'s events (core.groups.group_send) for as long as the socket is
+        open; the process's hub joins the layer's group and keeps the membership alive."""
+        if not self.joins_groups:
+            raise TypeError(f"{type(self).__name__} says it joins no group (joins_groups)")
+        if self.group_hub is None:
+            self.group_hub = hub()
+        await self.group_hub.join(group, self.inbox)
         self.joined = (*self.joined, group)
-        expiry = getattr(self.channel_layer, "group_expiry", None)  # the pubsub layer has none
-        if expiry and self.refresher is None:
-            self.refresher = asyncio.create_task(self.renew_groups(expiry / 2))
-
-    async def renew_groups(self, interval: float) -> None:
-        try:
-            while True:
-                await asyncio.sleep(interval)
-                for group in self.joined:
-                    await self.channel_layer.group_add(group, self.channel_name)
-        except CHANNEL_LAYER_ERRORS:
-            # Unrenewed, a membership lapses and the socket goes silent: the client
-            # reconnects and joins anew instead.
-            await self.close(code=CLOSE_TRY_AGAIN_LATER)
 
     async def leave_groups(self) -> None:
-        if self.refresher is not None:
-            self.refresher.cancel()
-        for group in self.joined:
-            # With Redis gone, the membership stays behind until the group's expiry; what
-            # is sent to it meanwhile expires unread (CHANNEL_LAYER_EXPIRY).
-            with contextlib.suppress(*CHANNEL_LAYER_ERRORS):
-                await self.channel_layer.group_discard(group, self.channel_name)
+        if self.group_hub is not None:
+            for group in self.joined:
+                await self.group_hub.leave(group, self.inbox)
         self.joined = ()
 
     async def disconnect(self, code: int) -> None:
         await self.leave_groups()
+
+    async def channel_layer_failed(self, event: dict[str, Any]) -> None:
+        """The hub lost the layer (core.groups): the socket would go silent, so it closes
+        and its client reconnects after a pause."""
+        await self.close(code=CLOSE_TRY_AGAIN_LATER)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch without its `aclose_old_connections()` per event: that is a
+        hop to a thread for every event of every socket, and nothing here needs it (every
+        database access goes through `in_db_thread`, which closes stale connections
+        itself)."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         try:
@@ -220,7 +271,8 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
 
 
 class NotFoundConsumer(AsyncWebsocketConsumer):
-    """The WebSocket equivalent of a 404: the routing's last, catch-all route."""
+    """The WebSocket equivalent of a 404: the routing's last, catch-all route (it needs no
+    channel layer)."""
 
     channel_layer_alias = NO_CHANNEL_LAYER
 

@@ -35,6 +35,7 @@ from django_tasks_db.compat import TaskResultStatus, task_finished
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 
+from core.groups import group_event
 from core.models import WorkerHeartbeat
 from core.probe import WORKER_HEALTH_FILE
 
@@ -80,7 +81,7 @@ class ChannelLayerThread:
     @classmethod
     def group_send(cls, group: str, message: dict[str, Any], timeout: float = 30) -> None:
         loop, layer = cls.loop_and_layer()
-        asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop).result(timeout)
+        asyncio.run_coroutine_threadsafe(layer.group_send(group, group_event(group, message)), loop).result(timeout)
 
 
 def group_send(group: str, message: dict[str, Any]) -> None:

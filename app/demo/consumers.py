@@ -10,7 +10,8 @@ from typing import Any
 
 from django.conf import settings
 
-from core.websocket import NO_CHANNEL_LAYER, FrameError, JsonFrameConsumer
+from core.groups import group_send
+from core.websocket import FrameError, JsonFrameConsumer
 
 # Which server process holds a socket: the container's host name tells replicas apart,
 # the pid tells Gunicorn's worker processes apart.
@@ -33,7 +34,7 @@ class EchoConsumer(JsonFrameConsumer):
     """`/ws/chat/`: `Hi` (or `{"message": "Hi"}`) -> `{"message": "Echo: Hi"}`."""
 
     frame_example = '{"message": "..."}'
-    channel_layer_alias = NO_CHANNEL_LAYER  # answers its own socket only
+    joins_groups = False  # answers its own socket only
 
     def decode_frame(self, text_data: str | None) -> dict[str, Any]:
         try:
@@ -61,7 +62,7 @@ class EphemeralRoomConsumer(JsonFrameConsumer):
         await self.accept()
 
     async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
-        await self.channel_layer.group_send(
+        await group_send(
             self.group_name,
             {
                 "type": "relay.message",

@@ -16,14 +16,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mainkode_example.settings")
 # which the WebSocket routing below does.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 from core.access_log import AccessLogMiddleware  # noqa: E402
 from core.http_threads import ThreadedWsgiApp  # noqa: E402
-from core.websocket import BrowserOriginValidator  # noqa: E402
+from core.websocket import BrowserOriginValidator, SocketAuthMiddlewareStack  # noqa: E402
 from mainkode_example.routing import websocket_urlpatterns  # noqa: E402
 
 http_app = (
@@ -36,7 +35,7 @@ application = AccessLogMiddleware(
     ProtocolTypeRouter(
         {
             "http": http_app,
-            "websocket": BrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            "websocket": BrowserOriginValidator(SocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         }
     )
 )

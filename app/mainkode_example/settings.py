@@ -212,7 +212,8 @@ else:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [_redis_host],
-                # Messages a single channel may queue before group_send drops (silently) for it.
+                # Messages a single channel (a worker process's group hub: core.groups) may queue
+                # before group_send drops (silently) for it; also each socket's inbox bound.
                 "capacity": env.integer("CHANNEL_LAYER_CAPACITY", default=1000, minimum=1),
                 # Seconds an undelivered message lives in Redis.
                 "expiry": env.integer("CHANNEL_LAYER_EXPIRY", default=60, minimum=1),

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 import pytest
 from channels.testing import WebsocketCommunicator
 
+from core.groups import group_send
 from mainkode_example.asgi import application
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("channel_layer")]
@@ -145,15 +146,42 @@ async def test_room_frame_that_is_not_json_gets_an_error_and_the_socket_stays_op
     await ws.disconnect()
 
 
-async def test_disconnected_member_leaves_the_group(channel_layer: object) -> None:
-    alice, bob = await connected("/ws/chat/lobby/"), await connected("/ws/chat/lobby/")
-    await bob.disconnect()
-    await alice.send_json_to({"message": "only alice now"})
-    assert (await alice.receive_json_from(timeout=5))["message"] == "only alice now"
-    group_key = channel_layer._group_key("chat.lobby")  # type: ignore[attr-defined]
-    async with channel_layer.connection(channel_layer.consistent_hash("chat.lobby")) as redis:  # type: ignore[attr-defined]
-        assert await redis.zcard(group_key) == 1
-    await alice.disconnect()
+async def members_in_redis(channel_layer: Any, group: str) -> int:
+    async with channel_layer.connection(channel_layer.consistent_hash(group)) as redis:
+        return int(await redis.zcard(channel_layer._group_key(group)))
+
+
+async def test_a_process_is_one_member_of_a_group_however_many_of_its_sockets_join(channel_layer: Any) -> None:
+    """core.groups: a room message is one Redis message per process, not per socket."""
+    sockets = [await connected("/ws/chat/lobby/") for _ in range(5)]
+    assert await members_in_redis(channel_layer, "chat.lobby") == 1
+    await sockets[0].send_json_to({"message": "to all five"})
+    for ws in sockets:
+        assert (await ws.receive_json_from(timeout=5))["message"] == "to all five"
+    for ws in sockets[1:]:
+        await ws.disconnect()
+    assert await members_in_redis(channel_layer, "chat.lobby") == 1, "a member is still here"
+    await sockets[0].send_json_to({"message": "only the first now"})
+    assert (await sockets[0].receive_json_from(timeout=5))["message"] == "only the first now"
+    await sockets[0].disconnect()
+    assert await members_in_redis(channel_layer, "chat.lobby") == 0, "the last one out left the group"
+
+
+async def test_a_room_emptied_while_others_join_keeps_its_new_members(channel_layer: Any) -> None:
+    """A leave's group_discard and a join's group_add of the same group never cross: the
+    room empties (the process leaves the group) while new sockets arrive (it joins again),
+    and the newcomers must receive."""
+    members = [await connected("/ws/chat/churn/") for _ in range(3)]
+    for wave in range(8):
+        leaving, (members) = members, []
+        arrivals = [connected("/ws/chat/churn/") for _ in range(3)]
+        *_, members = await asyncio.gather(*(ws.disconnect() for ws in leaving), asyncio.gather(*arrivals))
+        await members[0].send_json_to({"message": f"wave {wave}"})
+        for ws in members:
+            assert (await ws.receive_json_from(timeout=5))["message"] == f"wave {wave}"
+    assert await members_in_redis(channel_layer, "chat.churn") == 1
+    for ws in members:
+        await ws.disconnect()
 
 
 async def test_invalid_room_name_is_not_routed_to_a_room() -> None:
@@ -224,3 +252,25 @@ async def test_without_redis_a_room_socket_closes_with_1013_and_the_echo_answers
     await echo.send_to(text_data="Hi")
     assert await echo.receive_from(timeout=5) == '{"message": "Echo: Hi"}'
     await echo.disconnect()
+
+
+async def test_a_socket_whose_client_is_gone_ends_and_its_process_leaves_the_group(channel_layer: Any) -> None:
+    """An ASGI server raises OSError when a message goes to a client already gone (the
+    ASGI spec). A room event meeting such a socket ends its consumer quietly, and the hub
+    forgets its inbox: the process's membership goes with its last socket."""
+    incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    incoming.put_nowait({"type": "websocket.connect"})
+    accepted = asyncio.Event()
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] != "websocket.accept":
+            raise OSError("the client is gone")
+        accepted.set()
+
+    scope = {"type": "websocket", "path": "/ws/chat/gone/", "raw_path": b"/ws/chat/gone/", "query_string": b""}
+    consumer = asyncio.create_task(application({**scope, "headers": [], "subprotocols": []}, incoming.get, send))
+    await asyncio.wait_for(accepted.wait(), 5)
+    assert await members_in_redis(channel_layer, "chat.gone") == 1
+    await group_send("chat.gone", {"type": "relay.message", "message": "hello?", "room": "gone", "sent_by_worker": "t"})
+    await asyncio.wait_for(consumer, 5)  # ended, without an exception
+    assert await members_in_redis(channel_layer, "chat.gone") == 0

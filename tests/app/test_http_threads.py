@@ -112,3 +112,31 @@ def test_the_wsgi_entry_point_writes_the_same_access_line(caplog: pytest.LogCapt
         200,
         "10.0.0.9",
     )
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "chunks", [[b""], [b"all at once"], [b"in ", b"three ", b"parts"], [b"x" * 70000, b"y" * 70000]]
+)
+async def test_the_body_reaches_the_wsgi_app_whole_however_it_arrives(chunks: list[bytes]) -> None:
+    """In memory when it comes in one message, spooled (to disk past 64 KiB) when in several."""
+
+    def echo_body(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [environ["wsgi.input"].read()]
+
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1} for i, chunk in enumerate(chunks)
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "http_version": "1.1", "method": "POST", "path": "/", "query_string": b"", "headers": []}
+    await ThreadedWsgiApp(echo_body, threads=1)(scope, receive, send)
+    assert sent[0]["status"] == 200
+    assert sent[1]["body"] == b"".join(chunks)

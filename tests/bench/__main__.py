@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ def servers(workers: int) -> list[tuple[str, str, int, dict[str, str]]]:
             {},
         ),
         ("Gunicorn's own ASGI worker", f"gunicorn {asgi} --worker-class asgi", 1, {}),
-        ("granian, WSGI", f"{granian} --interface wsgi {wsgi}", 1, {}),
+        # granian's WSGI default allows hundreds of threads per worker: past the container's
+        # pids limit it crashes. 8, as for gthread.
+        ("granian, WSGI (8 threads)", f"{granian} --interface wsgi --blocking-threads 8 {wsgi}", 1, {}),
         ("granian, ASGI", f"{granian} --interface asgi {asgi}", 1, {}),
         (
             f"uvicorn --workers {workers}",
@@ -173,7 +176,7 @@ def main() -> int:
             scenarios: dict[str, Callable[[], object]] = {
                 "http": lambda: run_http(stack, workers, plan),
                 "fanout": lambda: run_fanout(stack, token, plan),
-                "profile": lambda: run_profile(stack, plan),
+                "profile": lambda: run_profile(stack, token, plan),
                 "capacity": lambda: run_capacity(stack, plan),
                 "ops": lambda: run_ops(stack),
                 "tasks": lambda: run_tasks(stack, plan),
@@ -337,21 +340,40 @@ def run_capacity(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def run_profile(stack: BenchStack, plan: dict[str, Any]) -> list[dict[str, Any]]:
-    profiles = []
-    for endpoint in ("/api/hello/", "/api/rooms/bench/messages/"):
+def run_profile(stack: BenchStack, token: str, plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """py-spy on one worker under each load: sampling starts `delay` seconds in."""
+
+    def sample(load: str, run: Callable[[], object], delay: float) -> dict[str, Any]:
         pid = stack.app_container_pids()[0]
-        load = threading.Thread(target=http_load.wrk, args=(f"{stack.http}{endpoint}", 64, plan["profile_seconds"] + 4))
-        load.start()
-        time.sleep(2)
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(delay)
         try:
-            top = ops.profile_worker(pid, plan["profile_seconds"])
+            top, why = ops.profile_worker(pid, plan["profile_seconds"]), ""
         except (subprocess.CalledProcessError, FileNotFoundError) as error:
             top, why = {"inclusive": [], "self": [], "roles": []}, f"py-spy failed: {error}"
-        else:
-            why = ""
-        load.join()
-        profiles.append({"endpoint": endpoint, "connections": 64, "top": top, "error": why})
+        thread.join()
+        return {"load": load, "top": top, "error": why}
+
+    seconds = plan["profile_seconds"]
+    profiles = [
+        sample(f"wrk, 64 connections, `{path}`", partial(http_load.wrk, f"{stack.http}{path}", 64, seconds + 4), 2)
+        for path in ("/api/hello/", "/api/rooms/bench/messages/")
+    ]
+    # A message posted every 0.25 s to a room of the largest fan-out, for longer than the
+    # sampling, which starts once the receivers are connected (a few seconds).
+    receivers = max(plan["receivers"])
+    fanout = sockets.fanout(
+        stack.http,
+        stack.ws,
+        "fanout-core",
+        token,
+        receivers=receivers,
+        messages=int((seconds + 10) / 0.25),
+        via="rest",
+        app_cpu_seconds=stack.app_cpu_seconds,
+    )
+    profiles.append(sample(f"fan-out to {receivers} sockets, a post every 0.25 s", partial(asyncio.run, fanout), 6))
     return profiles
 
 

@@ -97,7 +97,7 @@ def section_fanout(results: dict[str, Any]) -> list[str]:
         f"{results['workers']} worker processes), {plan['messages']} messages each way, one every 0.25 s, "
         "posted over REST (stored, then broadcast on commit) or sent on the sender's socket. Latency: from "
         "just before the send to each receiver's arrival (client clock, same machine). Receivers run in 2 "
-        "client processes on the same cores as the servers.",
+        "Node processes (`ws`, tests/bench/receivers.mjs) on the same cores as the servers.",
         "",
         "App CPU per frame: user + system CPU time of the app's worker processes from the moment every "
         "receiver is connected until the last message's stragglers have arrived, divided by the frames "
@@ -226,7 +226,7 @@ def section_tasks(results: dict[str, Any]) -> list[str]:
 def section_profile(results: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     for p in results["profile"]:
-        lines += [f"### `{p['endpoint']}`", ""]
+        lines += [f"### {p['load']}", ""]
         if not p["top"]["inclusive"]:
             lines += [f"No profile: {p['error']}", ""]
             continue
@@ -235,7 +235,7 @@ def section_profile(results: dict[str, Any]) -> list[str]:
         inclusive = [(f, share) for f, share in p["top"]["inclusive"] if not any(b in f for b in boring)]
         lines += [
             f"py-spy (from the host, 100 Hz, {results['plan']['profile_seconds']} s; samples of waiting threads "
-            f"left out) on one worker of this stack under wrk with {p['connections']} connections.",
+            "left out) on one worker of this stack.",
             "",
             "| thread | share of samples |",
             "|---|---:|",

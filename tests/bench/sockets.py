@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import resource
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -51,28 +51,38 @@ async def open_many(url: str, count: int, batch: int = 200, **kwargs: Any) -> tu
 # --- fan-out ---------------------------------------------------------------------------------
 
 
-def _receive_in_child(url: str, count: int, ready: Any, stop: Any, results: Any) -> None:
-    """A client process holding `count` receivers; reports (body, receive time) pairs."""
-    raise_open_files_limit()
+RECEIVERS = Path(__file__).with_name("receivers.mjs")
 
-    async def main() -> None:
-        sockets, error = await open_many(url, count, subprotocols=[SUBPROTOCOL])
-        got: list[tuple[str, float]] = []
 
-        async def read(ws: ClientConnection) -> None:
-            with contextlib.suppress(Exception):
-                async for frame in ws:
-                    got.append((json.loads(frame)["body"], time.time()))
+async def start_receivers(url: str, count: int) -> asyncio.subprocess.Process:
+    """A Node process holding `count` receivers (receivers.mjs, which finds `ws` in
+    tests/node_modules), once they are open."""
+    child = await asyncio.create_subprocess_exec(
+        "node",
+        str(RECEIVERS),
+        url,
+        str(count),
+        SUBPROTOCOL,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        limit=2**28,  # the report is one line of every arrival
+    )
+    assert child.stdout is not None
+    ready = json.loads(await asyncio.wait_for(child.stdout.readline(), 300))
+    if ready["error"]:
+        child.kill()
+        raise RuntimeError(f"fan-out: a receiver process opened {ready['opened']} sockets, then: {ready['error']}")
+    return child
 
-        readers = [asyncio.create_task(read(ws)) for ws in sockets]
-        ready.put((len(sockets), error))
-        await asyncio.to_thread(stop.wait)
-        for task in readers:
-            task.cancel()
-        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-        results.put(got)
 
-    asyncio.run(main())
+async def arrivals(child: asyncio.subprocess.Process) -> list[tuple[str, float]]:
+    """Close the receivers; every (body, arrival time in s) they recorded."""
+    assert child.stdin is not None
+    assert child.stdout is not None
+    child.stdin.close()
+    report = json.loads(await asyncio.wait_for(child.stdout.readline(), 120))
+    await child.wait()
+    return [(body, at / 1000) for body, at in report["got"]]
 
 
 @dataclass
@@ -100,21 +110,16 @@ async def fanout(
     processes: int = 2,
 ) -> FanoutResult:
     """One sender posts `messages` (via "rest" or "socket"), one every 0.25 s; receivers in
-    `processes` client processes record when each arrives. `app_cpu_seconds` is read
+    `processes` Node client processes record when each arrives. `app_cpu_seconds` is read
     once every receiver is connected and again after the last message's stragglers: the
     app's CPU over the broadcasts alone."""
-    ctx = multiprocessing.get_context("spawn")
-    ready, results, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
     url = f"{ws}/ws/rooms/{slug}/"
     shares = [receivers // processes + (i < receivers % processes) for i in range(processes)]
-    children = [ctx.Process(target=_receive_in_child, args=(url, n, ready, stop, results)) for n in shares]
-    for child in children:
-        child.start()
+    children: list[asyncio.subprocess.Process] = []
+    gathered: list[list[tuple[str, float]]] = []
     try:
-        for _ in children:
-            opened, error = await asyncio.to_thread(ready.get, True, 300)
-            if error:
-                raise RuntimeError(f"fan-out: a receiver process opened {opened} sockets, then: {error}")
+        for share in shares:
+            children.append(await start_receivers(url, share))
         sent_at: dict[str, float] = {}
         cpu_before = app_cpu_seconds()
         headers = {"Authorization": f"Token {token}"}
@@ -133,10 +138,8 @@ async def fanout(
         app_cpu = app_cpu_seconds() - cpu_before
         await sender_ws.close()
     finally:
-        stop.set()
-        gathered = [await asyncio.to_thread(results.get, True, 120) for _ in children]
         for child in children:
-            child.join(timeout=30)
+            gathered.append(await arrivals(child))
     latencies: list[float] = []
     seen: dict[str, int] = {}
     for got in gathered:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import redis
 
 from tests.support import OnLoopback
 
@@ -125,3 +126,8 @@ def configured_command(port: int) -> list[str]:
         "--bind",
         f"127.0.0.1:{port}",
     ]
+
+
+def redis_client() -> redis.Redis:
+    """The test Redis the live servers use (REDIS_URL, REDIS_PASSWORD), for what they left in it."""
+    return redis.Redis.from_url(os.environ["REDIS_URL"], password=os.environ.get("REDIS_PASSWORD") or None)

@@ -14,11 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from tests.live.servers import LiveServer, LiveUser
+from tests.live.servers import LiveServer, LiveUser, redis_client
 
 pytestmark = [pytest.mark.live, pytest.mark.asyncio]
 SUBPROTOCOL = Subprotocol("mainkode.v1")
@@ -114,10 +113,6 @@ async def test_every_socket_on_every_worker_gets_every_message_once_in_order(
             await ws.close()
 
 
-def _redis_client() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["REDIS_URL"], password=os.environ.get("REDIS_PASSWORD") or None)
-
-
 async def test_rest_posts_reuse_the_workers_redis_connections(
     start_gunicorn: Callable[..., LiveServer], live_users: tuple[LiveUser, LiveUser]
 ) -> None:
@@ -134,9 +129,9 @@ async def test_rest_posts_reuse_the_workers_redis_connections(
                 assert response.status_code == 201
 
         await post_many(10)  # warm up: each worker opens its channel-layer pool
-        before = len(_redis_client().client_list())
+        before = len(redis_client().client_list())
         await post_many(60)
-        after = len(_redis_client().client_list())
+        after = len(redis_client().client_list())
     # A new connection per request would add 60.
     assert after - before <= 2, (before, after)
 
