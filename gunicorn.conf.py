@@ -81,6 +81,17 @@ graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=2)
 drain_seconds = _env_int("GUNICORN_DRAIN_SECONDS", 0)
 
 
+# Seconds the server stays up after its workers have exited (its port already closed)
+# before it exits. Under compose, Docker's DNS drops a container only once it has exited,
+# and nginx keeps the old answer up to its next query (nginx/templates: valid=2s): a
+# connect to the vanished address hangs until proxy_connect_timeout, and nginx does not
+# retry it if the replicas were re-resolved meanwhile (a lost request while scaling down).
+# While the process stays, a connect is refused at once, and nginx sets that replica aside
+# for fail_timeout (10 s) and tries another. docker-compose.yml sets 3; Swarm and
+# Kubernetes take a replica out of DNS before it stops (GUNICORN_DRAIN_SECONDS, preStop).
+exit_hold_seconds = _env_int("GUNICORN_EXIT_HOLD_SECONDS", 0)
+
+
 def on_starting(server: Any) -> None:
     """Delay the arbiter's SIGTERM handling by drain_seconds (its workers serve meanwhile)."""
     if drain_seconds:
@@ -92,6 +103,12 @@ def on_starting(server: Any) -> None:
             stop()
 
         server.handle_term = drain_then_stop
+
+
+def on_exit(server: Any) -> None:
+    if exit_hold_seconds:
+        server.log.info("Workers gone: exiting in %s s, refusing connections meanwhile", exit_hold_seconds)
+        time.sleep(exit_hold_seconds)
 
 
 # Seconds an idle keep-alive connection stays open. Must be LONGER than nginx's upstream

@@ -71,6 +71,10 @@ READ_BY_COMPOSE_ITSELF = {"COMPOSE_FILE"}
 STACK_OWNED_DEFAULTS = {"APP_REPLICAS": "the app's replicas"}
 # Set by the Swarm stack to a fixed value of its own.
 SET_BY_THE_STACK = {"GUNICORN_DRAIN_SECONDS": "Swarm drops a stopping task from DNS at once"}
+# Set by compose alone.
+SET_BY_COMPOSE_ALONE = {
+    "GUNICORN_EXIT_HOLD_SECONDS": "Docker's DNS keeps a compose container until it exits (gunicorn.conf.py says why)"
+}
 # Set by scripts/swarm-deploy, never by an operator.
 SET_BY_SWARM_DEPLOY = {"REDIS_START_DIGEST": "names the Redis start script's config after its content"}
 
@@ -145,7 +149,7 @@ def test_the_swarm_stack_passes_what_compose_passes(service: str) -> None:
     the stack serves plain HTTP (docs/swarm.md: TLS), so the TLS file is left out."""
     compose = as_files(compose_environment(service, ["docker-compose.yml", "docker-compose.secrets.yml"]))
     stack = stack_environment(service)
-    assert set(stack) - SET_BY_THE_STACK.keys() == set(compose)
+    assert set(stack) - SET_BY_THE_STACK.keys() == set(compose) - SET_BY_COMPOSE_ALONE.keys()
     for name, value in stack.items():
         if name not in ("FORWARDED_ALLOW_IPS", *SET_BY_THE_STACK) and "${" in compose[name]:
             assert interpolations_of(value).keys() == interpolations_of(compose[name]).keys(), name
