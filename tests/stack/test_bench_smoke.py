@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench.__main__ import servers
+from tests.bench.report import CEILING
 from tests.stack.compose import leftovers
 from tests.support import ROOT
 
@@ -36,8 +38,9 @@ def test_bench_smoke_runs_every_scenario_and_writes_the_document(tmp_path: Path)
         assert section in doc
     assert (tmp_path / "benchmarks-latency.png").read_bytes().startswith(b"\x89PNG")
     figures = json.loads((tmp_path / "benchmarks.json").read_text())
-    servers = {row["server"] for row in figures["http"]}
-    assert len(servers) == 6  # five ways to serve the app, and nginx alone
+    # Every layout the benchmark compares, and nginx alone.
+    compared = {name for name, *_ in servers(figures["workers"])} | {CEILING}
+    assert {row["server"] for row in figures["http"]} == compared
     assert all(row["requests"] > 0 and row["errors"] == 0 for row in figures["http"]), figures["http"]
     assert {(row["layer"], row["via"]) for row in figures["fanout"]} == {
         (layer, via) for layer in ("core", "pubsub") for via in ("rest", "socket")
