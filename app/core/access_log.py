@@ -24,7 +24,17 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-def write(request_id: str, kind: str, method: str, path: str, status: int | None, **more: Any) -> None:
+def write(
+    request_id: str,
+    kind: str,
+    method: str,
+    path: str,
+    status: int | None,
+    *,
+    duration_ms: float,
+    client: str | None,
+    close_code: int | None = None,
+) -> None:
     """The one access line, whichever entry point served the request."""
     logger.info(
         "%s %s %s",
@@ -37,9 +47,9 @@ def write(request_id: str, kind: str, method: str, path: str, status: int | None
             "method": method,
             "path": path,
             "status": status,
-            "close_code": more.get("close_code"),
-            "duration_ms": more["duration_ms"],
-            "client": more["client"],
+            "close_code": close_code,
+            "duration_ms": duration_ms,
+            "client": client,
             "pid": WORKER_PID,
         },
     )
