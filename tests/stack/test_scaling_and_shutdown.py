@@ -29,6 +29,12 @@ def scale_app(stack: Stack, replicas: int) -> None:
     stack.compose("up", "--detach", "--wait", "--no-deps", "--no-recreate", "--scale", f"app={replicas}", "app")
 
 
+def failed_records(stack: Stack, since: str) -> list[dict[str, object]]:
+    """nginx's access records of answers other than 200, with the replicas each tried."""
+    fields = ("time", "method", "uri", "status", "upstream_addr", "upstream_status", "upstream_response_time")
+    return [{k: r.get(k) for k in fields} for r in stack.log_records("nginx", since) if r.get("status") != 200]
+
+
 def upstreams_since(stack: Stack, since: str, uri: str) -> set[str]:
     return {str(r["upstream_addr"]) for r in stack.log_records("nginx", since=since) if r.get("uri") == uri}
 
@@ -84,6 +90,13 @@ def test_nginx_serves_again_once_every_replica_is_back(stack: Stack) -> None:
         down = http.get("/healthz")
         assert down.status_code == 503
         assert down.json() == {"detail": "The service is unavailable; retry shortly."}
+        posted = http.post("/api/rooms/", json={"name": "lost?"})
+        assert posted.status_code == 503
+        assert posted.json() == down.json()
+        # The GET got nginx's second pass over the replicas (nginx/templates: @second_pass),
+        # the POST none: nginx must not send it twice.
+        passes = {r["method"]: str(r["upstream_addr"]).count(" : ") + 1 for r in stack.log_records("nginx", stopped)}
+        assert passes == {"GET": 2, "POST": 1}, passes
         # Start them again only once nginx has asked and heard "no such name".
         waited = time.monotonic()
         while not any("could not be resolved" in line for line in stack.nginx_errors(stopped)):
@@ -120,6 +133,7 @@ def test_scaling_up_and_down_under_traffic_without_restarting_nginx(stack: Stack
     assert traffic.sent > 100
     assert traffic.failures == [], (
         f"{len(traffic.failures)} of {traffic.sent} failed: {traffic.failures[:5]}; nginx: {stack.nginx_errors(began)}"
+        f"; nginx's records of them: {failed_records(stack, began)}"
     )
     assert stack.compose("ps", "--format", "{{.CreatedAt}}", "nginx").stdout == nginx_started
     print(f"nginx used 3 replicas {pickup_seconds:.1f} s after the scale-up; {traffic.sent} GETs, 0 failed")
