@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bench.stack import BenchStack
+from tests.bench.stack import PROJECT, BenchStack
 from tests.support import ROOT
 
 PY_SPY = str(Path(sys.executable).with_name("py-spy"))
@@ -48,14 +48,46 @@ def rebuild_after_one_line_edit() -> float:
     return took
 
 
-def cold_up(stack: BenchStack, command: str) -> float:
-    """`down --volumes`, then `up --wait` with the images already built: a first boot
-    (Postgres initdb, migrations, every healthcheck green)."""
+def cold_up(stack: BenchStack, command: str) -> tuple[float, list[tuple[float, str, str]]]:
+    """`down --volumes`, then `up --wait` of docker-compose.yml alone (as a user runs it,
+    without the bench's layer) with the images already built: a first boot (Postgres
+    initdb, migrations, every healthcheck green). Returns its seconds and its timeline:
+    when each service's container was created, started, healthy or exited, in seconds
+    from the `up` (Docker's own container events). Leaves the bench stack up again."""
     stack.server_env = {"BENCH_APP_COMMAND": command}
     stack.compose("down", "--volumes", "--remove-orphans")
+    since = time.time()
     started = time.monotonic()
+    stack.compose("up", "--detach", "--wait", files=("docker-compose.yml",))
+    took = time.monotonic() - started
+    events = subprocess.run(
+        [
+            "docker",
+            "events",
+            "--since",
+            f"{since:.3f}",
+            "--until",
+            f"{time.time():.3f}",
+            "--filter",
+            "type=container",
+            "--filter",
+            f"label=com.docker.compose.project={PROJECT}",
+            "--format",
+            '{{.TimeNano}} {{index .Actor.Attributes "com.docker.compose.service"}} {{.Status}}',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    timeline = []
+    for line in events.splitlines():
+        nanos, service, status = line.split(" ", 2)
+        status = status.removeprefix("health_status: ")
+        if status in ("create", "start", "healthy", "die"):
+            timeline.append((int(nanos) / 1e9 - since, service, status))
+    stack.compose("down", "--volumes", "--remove-orphans", files=("docker-compose.yml",))
     stack.compose("up", "--detach", "--wait")
-    return time.monotonic() - started
+    return took, timeline
 
 
 def profile_worker(pid: int, seconds: int) -> dict[str, list[tuple[str, float]]]:

@@ -62,9 +62,21 @@ class BenchStack(OnLoopback):
         }
         write_env_file(self.env_file, overrides)
 
-    def compose(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
-        files = [arg for name in FILES for arg in ("--file", name)]
-        command = ["docker", "compose", "--project-name", PROJECT, *files, "--env-file", str(self.env_file), *args]
+    def compose(
+        self, *args: str, timeout: float = 900, check: bool = True, files: tuple[str, ...] = FILES
+    ) -> subprocess.CompletedProcess[str]:
+        """`docker compose` on the bench project; `files`: the stack alone, without the bench's layer."""
+        files_flags = [arg for name in files for arg in ("--file", name)]
+        command = [
+            "docker",
+            "compose",
+            "--project-name",
+            PROJECT,
+            *files_flags,
+            "--env-file",
+            str(self.env_file),
+            *args,
+        ]
         env = environment_for(self.env_file) | self.server_env
         result = subprocess.run(
             command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
