@@ -231,6 +231,12 @@ class DjangoUvicornWorker(UvicornWorker):
         "loop": "uvloop",  # libuv event loop: faster than asyncio's default
         "http": DrainOnRecycleHttpToolsProtocol,  # httptools: a C HTTP/1.1 parser, faster than h11
         "ws": "websockets-sansio",  # the websockets library's maintained (sans-I/O) API
+        # No permessage-deflate (browsers offer it): its zlib state costs about 45 KiB per
+        # socket, more than all else a socket holds (docs/benchmarks.md, memory by owner),
+        # and compressing each frame for each receiver costs CPU; this app's frames are
+        # small JSON. Compressing frames that mix secrets with text others choose also
+        # opens CRIME-style guessing.
+        "ws_per_message_deflate": False,
         "lifespan": "off",  # Django implements no ASGI lifespan; "auto" only logs noise
         "access_log": False,  # the app writes its own (see accesslog above)
         "ws_max_size": WS_MAX_MESSAGE_BYTES,

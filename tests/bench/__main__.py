@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import statistics
@@ -154,6 +155,7 @@ def main() -> int:
         "receivers": [10] if smoke else [100, 1000],
         "messages": 3 if smoke else 20,
         "idle_sockets": 200 if smoke else 10_000,
+        "memory_sockets": 100 if smoke else 2_000,
         "profile_seconds": 2 if smoke else 10,
         "export_messages": 2_000 if smoke else 200_000,
         "exports": 2 if smoke else 3,
@@ -178,6 +180,7 @@ def main() -> int:
                 "fanout": lambda: run_fanout(stack, token, plan),
                 "profile": lambda: run_profile(stack, token, plan),
                 "capacity": lambda: run_capacity(stack, plan),
+                "socket_memory": lambda: run_socket_memory(stack, plan),
                 "ops": lambda: run_ops(stack),
                 "tasks": lambda: run_tasks(stack, plan),
             }
@@ -197,9 +200,11 @@ def main() -> int:
     return 1 if "failed" in results else 0
 
 
-def run_ops(stack: BenchStack) -> dict[str, float]:
+def run_ops(stack: BenchStack) -> dict[str, Any]:
+    cold_up_seconds, cold_up_timeline = ops.cold_up(stack, STACK)
     found = {
-        "cold_up_seconds": ops.cold_up(stack, STACK),
+        "cold_up_seconds": cold_up_seconds,
+        "cold_up_timeline": cold_up_timeline,
         "rebuild_seconds": ops.rebuild_after_one_line_edit(),
         "app_image_mib": ops.image_mib("mainkode-example/app:bench"),
         "proxy_image_mib": ops.image_mib("mainkode-example/proxy:bench"),
@@ -337,6 +342,27 @@ def run_capacity(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
 
     found = asyncio.run(measure())
     print(f"bench: capacity {found}", flush=True)
+    return found
+
+
+def run_socket_memory(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
+    """tests/bench/socket_memory.py in a one-off container of the app image, on the stack's
+    network (its Redis)."""
+    script = Path(__file__).with_name("socket_memory.py")
+    out = stack.compose(
+        "run",
+        "--rm",
+        "--no-deps",
+        "-T",
+        "--volume",
+        f"{script}:/bench/socket_memory.py:ro",
+        "app",
+        "python",
+        "/bench/socket_memory.py",
+        str(plan["memory_sockets"]),
+    ).stdout
+    found: dict[str, Any] = json.loads(next(line for line in out.splitlines() if line.startswith('{"sockets"')))
+    print(f"bench: socket memory {found}", flush=True)
     return found
 
 

@@ -155,10 +155,16 @@ def section_targets(results: dict[str, Any]) -> list[str]:
         verdict = (
             "met"
             if per_socket <= TARGET_KIB_PER_IDLE_SOCKET
-            else f"missed, {per_socket / TARGET_KIB_PER_IDLE_SOCKET:.1f}x the aim"
+            else f"missed by {per_socket / TARGET_KIB_PER_IDLE_SOCKET - 1:.0%}"
+        )
+        python = (
+            f"; its Python objects, measured apart: {results['socket_memory']['python_kib_per_socket']:.0f} KiB"
+            if "socket_memory" in results
+            else ""
         )
         lines.append(
-            f"- app memory per idle socket, aim {TARGET_KIB_PER_IDLE_SOCKET} KiB: {verdict} ({per_socket:.0f} KiB)"
+            f"- app memory per idle socket, aim {TARGET_KIB_PER_IDLE_SOCKET} KiB: {verdict} "
+            f"({per_socket:.1f} KiB{python})"
         )
     if "ops" in results:
         took = results["ops"]["cold_up_seconds"]
@@ -183,6 +189,30 @@ def section_capacity(results: dict[str, Any]) -> list[str]:
         f"{(c['app_rss_after_mib'] - c['app_rss_before_mib']) * 1024 / held:.1f} |",
         f"| nginx | {c['nginx_rss_before_mib']:.0f} | {c['nginx_rss_after_mib']:.0f} | "
         f"{(c['nginx_rss_after_mib'] - c['nginx_rss_before_mib']) * 1024 / held:.1f} |",
+        *section_socket_memory(results),
+    ]
+
+
+def section_socket_memory(results: dict[str, Any]) -> list[str]:
+    """What one idle socket's Python objects weigh, by the package that allocated them."""
+    if "socket_memory" not in results:
+        return []
+    m = results["socket_memory"]
+    return [
+        "",
+        f"Python memory one idle room socket holds in a worker: {m['python_kib_per_socket']:.1f} KiB "
+        f"(tracemalloc over {m['sockets']} sockets in one uvicorn process configured as gunicorn.conf.py "
+        "configures a worker; clients offer permessage-deflate, as browsers do; "
+        "`tests/bench/socket_memory.py`). The rest of the RSS per socket above is the allocator's "
+        "(freed blocks it keeps, arenas partly used) and the interpreter's.",
+        "",
+        "| allocated by | KiB per socket |",
+        "|---|---:|",
+        *(f"| {name} | {kib:.2f} |" for name, kib in m["by_owner"]),
+        "",
+        "| largest allocation sites | KiB per socket |",
+        "|---|---:|",
+        *(f"| `{where}` | {kib:.2f} |" for where, kib in m["top_lines"]),
     ]
 
 
@@ -193,6 +223,28 @@ def section_ops(results: dict[str, Any]) -> list[str]:
         f"healthcheck green): {o['cold_up_seconds']:.1f} s",
         f"- rebuild of the app image after a one-line edit of `app/chat/views.py`: {o['rebuild_seconds']:.1f} s",
         f"- image sizes: app {o['app_image_mib']:.0f} MiB, proxy (nginx + static files) {o['proxy_image_mib']:.0f} MiB",
+        "",
+        "The cold `up --wait`, from Docker's container events (seconds from its start):",
+        "",
+        "| service | created | started | healthy | exited |",
+        "|---|---:|---:|---:|---:|",
+        *timeline_rows(o.get("cold_up_timeline", [])),
+    ]
+
+
+def timeline_rows(timeline: list[tuple[float, str, str]]) -> list[str]:
+    """One row per service, in the order they started: the first time of each event."""
+    firsts: dict[str, dict[str, float]] = {}
+    for seconds, service, status in timeline:
+        firsts.setdefault(service, {}).setdefault(status, seconds)
+    order = sorted(firsts, key=lambda service: firsts[service].get("start", float("inf")))
+    return [
+        f"| {service} | "
+        + " | ".join(
+            f"{firsts[service][s]:.1f}" if s in firsts[service] else "" for s in ("create", "start", "healthy", "die")
+        )
+        + " |"
+        for service in order
     ]
 
 

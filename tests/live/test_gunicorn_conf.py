@@ -33,6 +33,12 @@ async def test_the_configured_worker_serves_and_applies_its_limits(start_gunicor
         assert (await client.get(f"{server.http}/api/hello/")).content == HELLO_BODY
 
     async with connect(f"{server.ws}/ws/chat/") as ws:
+        # The client offers permessage-deflate, as browsers do; the server declines it
+        # (its zlib state per socket: gunicorn.conf.py).
+        assert ws.request is not None
+        assert ws.response is not None
+        assert "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
         await ws.send("Hi")
         assert await asyncio.wait_for(ws.recv(), 5) == '{"message": "Echo: Hi"}'
         # The subclass passes ws_max_size to uvicorn (the plain worker allows 16 MiB):

@@ -47,7 +47,14 @@ def test_bench_smoke_runs_every_scenario_and_writes_the_document(tmp_path: Path)
     }
     assert all(row["lost"] == 0 and row["duplicated"] == 0 for row in figures["fanout"]), figures["fanout"]
     assert figures["capacity"]["opened"] == figures["capacity"]["target"]
+    memory = figures["socket_memory"]
+    assert memory["sockets"] == figures["plan"]["memory_sockets"]
+    assert memory["python_kib_per_socket"] > 0
+    assert memory["by_owner"]
     assert figures["ops"]["app_image_mib"] > 0
+    # The cold start's timeline: every step on its path, as Docker recorded it.
+    timeline = {(service, status) for _, service, status in figures["ops"]["cold_up_timeline"]}
+    assert {("postgres", "healthy"), ("migrate", "die"), ("app", "healthy"), ("nginx", "healthy")} <= timeline
     tasks = figures["tasks"]
     assert [mode["exports"] for mode in tasks["modes"]] == [2, 2]
     assert all(mode["busy"]["samples"] > 0 for mode in tasks["modes"])
