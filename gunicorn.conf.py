@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn_worker import UvicornWorker
 
 
@@ -224,13 +225,41 @@ class DrainOnRecycleHttpToolsProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False
 
 
+class LingeringCloseWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets (sans-I/O) protocol, except when it refuses a frame (larger than
+    WS_MAX_MESSAGE_BYTES, or malformed) while the rest of that frame is still arriving:
+    uvicorn writes the close frame (1009) and closes at once, and a close with unread data
+    is a reset, which nginx passes on by closing its client side the same way, discarding
+    the close frame it had not yet sent (through nginx, 6 clients in 10 sending 2 MB saw
+    1006 instead of 1009). Here the connection keeps reading, and drops, what still arrives,
+    and closes after CLOSE_LINGER_SECONDS or when the client does (as the websockets
+    library's own server waits out its closing handshake)."""
+
+    CLOSE_LINGER_SECONDS = 2.0
+    lingering = False
+
+    def handle_parser_exception(self) -> None:
+        sent = self.conn.close_sent  # websockets set it when it refused the frame
+        code, reason = (sent.code, sent.reason) if sent is not None else (1002, "")
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = self.lingering = True
+        # uvicorn closes when the app returns unless a close timer is pending: this is one.
+        self.close_timer = self.loop.call_later(self.CLOSE_LINGER_SECONDS, self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.lingering:
+            super().data_received(data)
+
+
 class DjangoUvicornWorker(UvicornWorker):
     """uvicorn-worker's UvicornWorker with the uvicorn options Gunicorn has no flag for."""
 
     CONFIG_KWARGS: dict[str, Any] = {
         "loop": "uvloop",  # libuv event loop: faster than asyncio's default
         "http": DrainOnRecycleHttpToolsProtocol,  # httptools: a C HTTP/1.1 parser, faster than h11
-        "ws": "websockets-sansio",  # the websockets library's maintained (sans-I/O) API
+        # The websockets library's maintained (sans-I/O) API, closing cleanly on a refused frame.
+        "ws": LingeringCloseWebSocketProtocol,
         # No permessage-deflate (browsers offer it): its zlib state costs about 45 KiB per
         # socket, more than all else a socket holds (docs/benchmarks.md, memory by owner),
         # and compressing each frame for each receiver costs CPU; this app's frames are

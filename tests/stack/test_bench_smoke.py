@@ -17,6 +17,7 @@ from tests.support import ROOT
 pytestmark = pytest.mark.stack
 
 
+@pytest.mark.timeout(900)  # about 5 minutes here: every scenario, several stack restarts
 def test_bench_smoke_runs_every_scenario_and_writes_the_document(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(ROOT / "scripts" / "bench"), "--smoke", "--out", str(tmp_path)],
