@@ -64,10 +64,13 @@ RUN DJANGO_ENV=local \
 
 # --- app -----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS app
+# PROMETHEUS_MULTIPROC_DIR: where each process writes its metrics (core/metrics.py), in
+# memory (/tmp is a tmpfs); set before Python starts, as prometheus-client requires.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    DJANGO_SETTINGS_MODULE=mainkode_example.settings
+    DJANGO_SETTINGS_MODULE=mainkode_example.settings \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/metrics
 # Nothing at run time installs software or changes identity: no pip (the base image's
 # own), no package manager binaries (dpkg's database stays, for image scanners), no setuid
 # or setgid bit. Then the user the app runs as.
@@ -80,7 +83,8 @@ COPY --from=runtime-deps /opt/venv /opt/venv
 COPY --from=app-build /app /app
 WORKDIR /app
 USER 10001:10001
-EXPOSE 8000
+# 8000: the app (nginx's upstream); 9101: its metrics (METRICS_PORT, gunicorn.conf.py).
+EXPOSE 8000 9101
 # Liveness only (the process answers); compose's healthcheck asks /readyz instead.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-m", "core.probe", "/healthz"]

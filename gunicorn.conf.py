@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,19 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn_worker import UvicornWorker
+
+# This server's workers write their metrics to a directory of its own, under the one the
+# image sets (PROMETHEUS_MULTIPROC_DIR, memory) or the system's temporary one: another
+# Gunicorn started in the same container (docs/operations.md) neither adds its values in
+# nor wipes these. Set before prometheus-client is imported, which picks its mode then.
+_metrics_base = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.gettempdir())
+metrics_dir = (
+    _metrics_base if _metrics_base.name == f"gunicorn-{os.getpid()}" else _metrics_base / f"gunicorn-{os.getpid()}"
+)  # (the first case: the arbiter reloading this file on SIGHUP)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+
+from prometheus_client import CollectorRegistry, multiprocess, start_http_server  # noqa: E402
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily  # noqa: E402
 
 
 def _env(name: str, default: str) -> str:
@@ -94,7 +109,9 @@ exit_hold_seconds = _env_int("GUNICORN_EXIT_HOLD_SECONDS", 0)
 
 
 def on_starting(server: Any) -> None:
-    """Delay the arbiter's SIGTERM handling by drain_seconds (its workers serve meanwhile)."""
+    """Empty the metrics directory (Metrics, below); delay the arbiter's SIGTERM handling by
+    drain_seconds (its workers serve meanwhile)."""
+    empty_metrics_dir()
     if drain_seconds:
         stop = server.handle_term
 
@@ -107,6 +124,7 @@ def on_starting(server: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     if exit_hold_seconds:
         server.log.info("Workers gone: exiting in %s s, refusing connections meanwhile", exit_hold_seconds)
         time.sleep(exit_hold_seconds)
@@ -184,6 +202,60 @@ logconfig_dict = {
         }
     },
 }
+
+# --- Metrics -------------------------------------------------------------------------------
+# Each worker writes its metrics (core/metrics.py) to files in `metrics_dir` (top of this
+# file); the arbiter merges them and serves one view of the replica on METRICS_PORT, so a
+# scrape sees every worker and needs none of them to answer.
+# The port the merged metrics are served on: inside the container only (nginx never
+# proxies it; Prometheus scrapes each replica there). 0: not served. Not 9100, which
+# node_exporter takes by convention.
+metrics_port = _env_int("METRICS_PORT", 9101)
+worker_restarts = 0
+
+
+def empty_metrics_dir() -> None:
+    """Before any worker starts: values a previous run's processes left must not be added in."""
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+
+
+class ArbiterCollector:
+    """What only the arbiter knows: its workers."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+
+    def collect(self) -> Any:
+        yield GaugeMetricFamily("gunicorn_workers", "Worker processes alive now.", value=len(self.server.WORKERS))
+        yield CounterMetricFamily(
+            "gunicorn_worker_restarts",
+            "Workers that exited while the server ran (crashed, killed, recycled) and were replaced.",
+            value=worker_restarts,
+        )
+
+
+def when_ready(server: Any) -> None:
+    """Serve the merged metrics from the arbiter (before it forks the first worker)."""
+    if not metrics_port:
+        return
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(ArbiterCollector(server))
+    try:
+        start_http_server(metrics_port, registry=registry)
+    except OSError as error:  # taken, e.g. by the container's main server: serve without
+        server.log.error("Metrics not served: METRICS_PORT %s: %s", metrics_port, error)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker is gone, however it ended (kill -9 too): its open sockets and requests in
+    flight no longer count, and unless the arbiter is stopping it is replaced."""
+    global worker_restarts
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    if server.LISTENERS:  # the arbiter closes its listeners first when it stops
+        worker_restarts += 1
+
 
 # --- Control socket ------------------------------------------------------------------------
 # Gunicorn 27's runtime control socket lives under $HOME; the container's root filesystem

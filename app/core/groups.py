@@ -30,6 +30,8 @@ from channels.layers import get_channel_layer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from core import metrics
+
 logger = logging.getLogger(__name__)
 
 CHANNEL_LAYER_ERRORS = (RedisConnectionError, RedisTimeoutError)
@@ -57,7 +59,9 @@ async def group_send(group: str, message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured (CHANNEL_LAYERS)")
-    await layer.group_send(group, group_event(group, message))
+    metrics.GROUP_SENDS.inc()
+    with metrics.GROUP_SEND_FAILURES.count_exceptions(), metrics.GROUP_SEND_DURATION.time():
+        await layer.group_send(group, group_event(group, message))
 
 
 @dataclass

@@ -3,7 +3,7 @@
 HTTP goes to Django (urls -> views): through its WSGI handler in a thread pool
 (core.http_threads; the default) or its ASGI handler (DJANGO_HTTP_HANDLER=asgi). WebSocket
 goes through the Origin policy and the session/auth middleware to the Channels routing
-(routing -> consumers). The access log wraps both.
+(routing -> consumers). The access log wraps both; metrics (core.metrics) count both.
 """
 
 import os
@@ -22,6 +22,7 @@ from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 from core.access_log import AccessLogMiddleware  # noqa: E402
 from core.http_threads import ThreadedWsgiApp  # noqa: E402
+from core.metrics import SocketMetricsMiddleware  # noqa: E402
 from core.websocket import BrowserOriginValidator, SocketAuthMiddlewareStack  # noqa: E402
 from mainkode_example.routing import websocket_urlpatterns  # noqa: E402
 
@@ -35,7 +36,10 @@ application = AccessLogMiddleware(
     ProtocolTypeRouter(
         {
             "http": http_app,
-            "websocket": BrowserOriginValidator(SocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            "websocket": SocketMetricsMiddleware(
+                BrowserOriginValidator(SocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+                websocket_urlpatterns,
+            ),
         }
     )
 )

@@ -85,6 +85,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: liveness answers before anything can touch a database or check the Host.
     "core.health.LivenessMiddleware",
+    # Second: counts and times every request that gets past liveness (core/metrics.py).
+    "core.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

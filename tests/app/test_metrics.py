@@ -1,0 +1,104 @@
+"""core/metrics.py: each metric moves as it should for a known sequence of requests,
+sockets and group sends (this process's values; the live tests read the merged view of a
+real Gunicorn master)."""
+
+from __future__ import annotations
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+from prometheus_client import REGISTRY
+
+from core.groups import group_send
+from core.metrics import UNMATCHED
+from mainkode_example.asgi import application
+
+
+def value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.django_db
+def test_requests_are_counted_and_timed_by_url_pattern_never_by_raw_path(client: Client) -> None:
+    before = {
+        "hello": value("app_http_requests_total", method="GET", route="api/hello/", status="200"),
+        "refused": value("app_http_requests_total", method="POST", route="api/hello/", status="405"),
+        "room": value("app_http_requests_total", method="GET", route="api/rooms/<slug:slug>/", status="404"),
+        "unmatched": value("app_http_requests_total", method="GET", route=UNMATCHED, status="404"),
+        "timed": value("app_http_request_duration_seconds_count", route="api/hello/"),
+        "liveness": value("app_http_requests_total", method="GET", route=UNMATCHED, status="200"),
+    }
+    for _ in range(3):
+        assert client.get("/api/hello/").status_code == 200
+    assert client.post("/api/hello/", {}).status_code == 405
+    assert client.get("/api/rooms/no-such-room/").status_code == 404
+    assert client.get("/no/such/page/").status_code == 404
+    assert client.get("/healthz").status_code == 200  # answered before the metrics: probes are not traffic
+
+    assert value("app_http_requests_total", method="GET", route="api/hello/", status="200") == before["hello"] + 3
+    assert value("app_http_requests_total", method="POST", route="api/hello/", status="405") == before["refused"] + 1
+    assert (
+        value("app_http_requests_total", method="GET", route="api/rooms/<slug:slug>/", status="404")
+        == before["room"] + 1
+    )
+    assert value("app_http_requests_total", method="GET", route=UNMATCHED, status="404") == before["unmatched"] + 1
+    assert value("app_http_request_duration_seconds_count", route="api/hello/") == before["timed"] + 4  # 405 too
+    assert value("app_http_requests_total", method="GET", route=UNMATCHED, status="200") == before["liveness"]
+    assert value("app_http_requests_in_flight") == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_socket_is_counted_from_accept_to_close_with_its_frames_and_close_code() -> None:
+    route = "ws/chat/"
+    opened = value("app_websocket_opened_total", route=route)
+    closed = value("app_websocket_closed_total", route=route, code="1000")
+    received = value("app_websocket_frames_received_total", route=route)
+    sent = value("app_websocket_frames_sent_total", route=route)
+    lived = value("app_websocket_duration_seconds_count", route=route)
+
+    ws = WebsocketCommunicator(application, "/ws/chat/")
+    connected, _ = await ws.connect()
+    assert connected
+    assert value("app_websocket_connections", route=route) == 1
+    for text in ("Hi", "again"):
+        await ws.send_to(text_data=text)
+        assert await ws.receive_from() == f'{{"message": "Echo: {text}"}}'
+    await ws.disconnect(code=1000)
+
+    assert value("app_websocket_opened_total", route=route) == opened + 1
+    assert value("app_websocket_frames_received_total", route=route) == received + 2
+    assert value("app_websocket_frames_sent_total", route=route) == sent + 2
+    assert value("app_websocket_closed_total", route=route, code="1000") == closed + 1
+    assert value("app_websocket_duration_seconds_count", route=route) == lived + 1
+    assert value("app_websocket_connections", route=route) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_refused_handshake_is_not_an_open_socket_and_odd_close_codes_share_one_label() -> None:
+    route = "ws/chat/"
+    opened = value("app_websocket_opened_total", route=route)
+    refused = WebsocketCommunicator(application, "/ws/chat/", headers=[(b"origin", b"https://evil.example")])
+    connected, _ = await refused.connect()
+    assert not connected
+    assert value("app_websocket_opened_total", route=route) == opened
+
+    other = value("app_websocket_closed_total", route=route, code="other")
+    ws = WebsocketCommunicator(application, "/ws/chat/")
+    assert (await ws.connect())[0]
+    await ws.disconnect(code=3777)  # a client-chosen code: no label value of its own
+    assert value("app_websocket_closed_total", route=route, code="other") == other + 1
+    assert value("app_websocket_closed_total", route=route, code="3777") == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_group_sends_are_counted_and_timed() -> None:
+    sends = value("app_channel_layer_group_sends_total")
+    timed = value("app_channel_layer_group_send_duration_seconds_count")
+    failures = value("app_channel_layer_group_send_failures_total")
+    await group_send("metrics-test", {"type": "chat.message", "message": "nobody listens"})
+    assert value("app_channel_layer_group_sends_total") == sends + 1
+    assert value("app_channel_layer_group_send_duration_seconds_count") == timed + 1
+    assert value("app_channel_layer_group_send_failures_total") == failures
