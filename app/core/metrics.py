@@ -94,12 +94,15 @@ def route_of(request: HttpRequest) -> str:
 
 def record_pool_stats() -> None:
     """The pools' current sizes, and what their checkouts waited since the last call
-    (psycopg_pool's pop_stats: counters reset as they are read)."""
-    connections_, idle, waiting = 0, 0, 0
+    (psycopg_pool's pop_stats: counters reset as they are read). Read through this
+    thread's connections: a thread that used none (a request without a query) knows no
+    pool and leaves the gauges as another thread last set them."""
+    connections_, idle, waiting, pools = 0, 0, 0, 0
     for connection in connections.all(initialized_only=True):
         pool = getattr(connection, "pool", None)
         if pool is None:
             continue
+        pools += 1
         stats = pool.pop_stats()
         connections_ += stats.get("pool_size", 0)
         idle += stats.get("pool_available", 0)
@@ -107,9 +110,10 @@ def record_pool_stats() -> None:
         DB_POOL_WAITS.inc(stats.get("requests_queued", 0))
         DB_POOL_WAIT_SECONDS.inc(stats.get("requests_wait_ms", 0) / 1000)
         DB_POOL_ERRORS.inc(stats.get("requests_errors", 0) + stats.get("connections_lost", 0))
-    DB_POOL_CONNECTIONS.set(connections_)
-    DB_POOL_IDLE.set(idle)
-    DB_POOL_WAITING.set(waiting)
+    if pools:
+        DB_POOL_CONNECTIONS.set(connections_)
+        DB_POOL_IDLE.set(idle)
+        DB_POOL_WAITING.set(waiting)
 
 
 class RequestMetricsMiddleware:
