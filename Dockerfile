@@ -6,10 +6,13 @@
 #                  non-root; serves, migrates, runs checks
 #   bench       -> app + daphne and granian, for scripts/bench only
 #   proxy       -> nginx with its config templates and the collected static files
+#   exporters   -> Debian's Prometheus exporters for nginx, Postgres and Redis (the
+#                  monitoring profile of docker-compose.yml)
 # Build: `docker compose build` (both), or `docker build --target app .`.
 
 ARG PYTHON_IMAGE=python:3.13-slim
 ARG NGINX_IMAGE=nginx:1.30
+ARG DEBIAN_IMAGE=debian:trixie-slim
 
 # --- python-deps ---------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS python-deps
@@ -116,3 +119,19 @@ COPY --chmod=755 nginx/defaults.envsh /docker-entrypoint.d/10-defaults.envsh
 RUN rm -f /etc/nginx/conf.d/default.conf /usr/bin/apt* /usr/bin/dpkg* \
     && find / -xdev -perm /6000 -type f -exec chmod a-s {} +
 COPY --from=app-build /collected-static /usr/share/nginx/static
+
+# --- exporters (the monitoring profile) ----------------------------------------------------
+# nginx's, Postgres's and Redis's Prometheus exporters in one image, each service running
+# one of them (docker-compose.yml). Debian's builds of the upstream projects: one base
+# image the stack already trusts instead of three more to pull. Not version-pinned, as
+# binutils above; `--version` fails the build if one is missing.
+FROM ${DEBIAN_IMAGE} AS exporters
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends \
+        prometheus-nginx-exporter prometheus-postgres-exporter prometheus-redis-exporter \
+    && rm -rf /var/lib/apt/lists/* /usr/bin/apt* /usr/bin/dpkg* /etc/default/prometheus-* \
+    && find / -xdev -perm /6000 -type f -exec chmod a-s {} + \
+    && prometheus-nginx-exporter --version && prometheus-postgres-exporter --version \
+    && prometheus-redis-exporter --version
+USER 65534:65534

@@ -100,10 +100,10 @@ drain_seconds = _env_int("GUNICORN_DRAIN_SECONDS", 0)
 # Seconds the server stays up after its workers have exited (its port already closed)
 # before it exits. Under compose, Docker's DNS drops a container only once it has exited,
 # and nginx keeps the old answer up to its next query (nginx/templates: valid=2s): a
-# connect to the vanished address hangs until proxy_connect_timeout, and nginx does not
-# retry it if the replicas were re-resolved meanwhile (a lost request while scaling down).
-# While the process stays, a connect is refused at once, and nginx sets that replica aside
-# for fail_timeout (10 s) and tries another. docker-compose.yml sets 3; Swarm and
+# connect to the vanished address hangs until proxy_connect_timeout (nginx's second pass
+# over the replicas, locations.conf, then saves a GET, never a POST). While the process
+# stays, a connect is refused at once, and nginx sets that replica aside for fail_timeout
+# (10 s) and tries another. docker-compose.yml sets 3; Swarm and
 # Kubernetes take a replica out of DNS before it stops (GUNICORN_DRAIN_SECONDS, preStop).
 exit_hold_seconds = _env_int("GUNICORN_EXIT_HOLD_SECONDS", 0)
 

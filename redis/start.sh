@@ -8,7 +8,8 @@
 #   start.sh check      the healthcheck: PING as `app`, expecting PONG
 # Users: `default` is off (nobody administers Redis over the network); `app` may run what
 # a channel layer and a cache need, nothing of @admin or @dangerous (CONFIG, FLUSHALL,
-# DEBUG, KEYS, ...).
+# DEBUG, KEYS, ...); `metrics` (the monitoring profile's exporter, same password) may only
+# read the server's statistics: no key, no channel, no other command.
 set -eu
 
 fail() {
@@ -40,4 +41,5 @@ unset password REDIS_PASSWORD
 exec redis-server - --save "" --appendonly no "$@" <<CONFIG
 user default off
 user app on #$hash ~* &* +@all -@dangerous -@admin
+user metrics on #$hash resetkeys resetchannels -@all +ping +info +client|setname +slowlog|get +slowlog|len +latency|latest +latency|histogram
 CONFIG

@@ -12,7 +12,9 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
-        from core import checks  # noqa: F401, PLC0415 (registers the system checks)
+        from core import checks, error_tracking  # noqa: F401, PLC0415 (checks: registers the system checks)
+
+        error_tracking.init()
 
 
 class AdminConfig(admin_apps.AdminConfig):

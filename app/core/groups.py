@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from channels.layers import get_channel_layer
+from django.conf import settings
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -59,6 +60,9 @@ async def group_send(group: str, message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured (CHANNEL_LAYERS)")
+    if not settings.METRICS_ENABLED:
+        await layer.group_send(group, group_event(group, message))
+        return
     metrics.GROUP_SENDS.inc()
     with metrics.GROUP_SEND_FAILURES.count_exceptions(), metrics.GROUP_SEND_DURATION.time():
         await layer.group_send(group, group_event(group, message))

@@ -16,11 +16,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as redis
-from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from core.middleware import SyncAndAsyncMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -81,22 +83,11 @@ async def readiness() -> tuple[bool, dict[str, str]]:
     return all(value == "ok" for value in results.values()), dict(sorted(results.items()))
 
 
-class LivenessMiddleware:
-    """Answers the two probe paths before any other middleware runs. Sync and async, so
-    Django never adapts it (under the threaded WSGI handler of core.http_threads it runs in
-    the request's thread; under Django's ASGI handler, on the event loop)."""
-
-    async_capable = True
-    sync_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.async_mode = iscoroutinefunction(self.get_response)
-        if self.async_mode:
-            markcoroutinefunction(self)
+class LivenessMiddleware(SyncAndAsyncMiddleware):
+    """Answers the two probe paths before any other middleware runs."""
 
     def __call__(self, request: HttpRequest) -> Any:
-        if self.async_mode:
+        if self.is_async:
             return self.__acall__(request)
         if request.path == LIVENESS_PATH:
             return JsonResponse({"status": "ok"})

@@ -1,7 +1,9 @@
 """The app's Prometheus metrics (prometheus-client): every one is named here, and the
 code that moves each is here too (HTTP: a Django middleware, so both HTTP paths of asgi.py
 count; WebSockets: an ASGI middleware; the channel layer: core.groups.group_send; the
-Postgres pool: read after each request).
+Postgres pool: read after a request, at most once a second; tasks: the task_finished signal), except the task
+queue's state, which the worker service reads from Postgres at each scrape
+(core/worker.py).
 
 Every process writes its values to files in PROMETHEUS_MULTIPROC_DIR (prometheus-client's
 multiprocess mode: set before Python starts, the image's ENV); the Gunicorn master merges
@@ -12,12 +14,12 @@ the questions it answers: docs/operations.md (Metrics)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.db import connections
 from django.http import HttpRequest, HttpResponseBase
 
@@ -26,10 +28,14 @@ from django.http import HttpRequest, HttpResponseBase
 if directory := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.makedirs(directory, exist_ok=True)
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
+
+from core.middleware import SyncAndAsyncMiddleware
 
 # Seconds: from a cached answer to a slow export.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Seconds a task runs: a message to an export of a large room.
+TASK_DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 # Seconds a socket stays open: a page view to a day-long tab.
 SOCKET_LIFETIME_BUCKETS = (1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 14400.0, 86400.0)
 # The close codes worth a series of their own; any other is "other" (clients choose
@@ -40,7 +46,7 @@ UNMATCHED = "<unmatched>"
 
 HTTP_REQUESTS = Counter(
     "app_http_requests",
-    "HTTP requests answered, by method, URL pattern (never the raw path) and status.",
+    "HTTP requests answered, by method (`other` for unusual ones), URL pattern (never the raw path) and status.",
     ["method", "route", "status"],
 )
 HTTP_DURATION = Histogram(
@@ -86,48 +92,94 @@ DB_POOL_WAITS = Counter("app_db_pool_waits", "Checkouts that had to wait for a c
 DB_POOL_WAIT_SECONDS = Counter("app_db_pool_wait_seconds", "Time checkouts waited for a connection, in total.")
 DB_POOL_ERRORS = Counter("app_db_pool_errors", "Checkouts that failed (timed out or the connection broke).")
 
+TASKS_FINISHED = Counter(
+    "app_tasks_finished", "Tasks that ended, by task and outcome (successful, failed).", ["task", "status"]
+)
+TASK_DURATION = Histogram(
+    "app_task_duration_seconds", "How long tasks ran, by task.", ["task"], buckets=TASK_DURATION_BUCKETS
+)
+
+
+def serve(port: int, *collectors: Any) -> None:
+    """Serve this container's metrics on `port` from a thread: the values every process
+    here wrote (multiprocess mode) and what `collectors` read at each scrape. Raises
+    OSError if the port is taken."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:  # a process of its own (a developer's run_worker): its values are all there is
+        registry = REGISTRY
+    for collector in collectors:
+        registry.register(collector)
+    start_http_server(port, registry=registry)
+
+
+def record_task_finished(sender: Any, task_result: Any, **kwargs: Any) -> None:
+    """django-tasks' task_finished receiver (connected by core/worker.py)."""
+    task = task_result.task.module_path
+    TASKS_FINISHED.labels(task, str(task_result.status.value).lower()).inc()
+    if task_result.started_at and task_result.finished_at:
+        TASK_DURATION.labels(task).observe((task_result.finished_at - task_result.started_at).total_seconds())
+
+
+# The methods with a label value of their own; a client may send any token as a method,
+# and a label value per token would be unbounded.
+METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+_labelled: dict[tuple[Any, ...], Any] = {}
+
+
+def labelled(metric: Any, *values: str) -> Any:
+    """metric.labels(*values), kept: prometheus-client looks the child up under a lock each
+    time. The label values are bounded (URL patterns, METHODS, status codes)."""
+    key = (metric, *values)
+    child = _labelled.get(key)
+    if child is None:
+        child = _labelled[key] = metric.labels(*values)
+    return child
+
 
 def route_of(request: HttpRequest) -> str:
     match = request.resolver_match
     return match.route if match is not None else UNMATCHED
 
 
-def record_pool_stats() -> None:
-    """The pools' current sizes, and what their checkouts waited since the last call
-    (psycopg_pool's pop_stats: counters reset as they are read). Read through this
-    thread's connections: a thread that used none (a request without a query) knows no
-    pool and leaves the gauges as another thread last set them."""
-    connections_, idle, waiting, pools = 0, 0, 0, 0
-    for connection in connections.all(initialized_only=True):
-        pool = getattr(connection, "pool", None)
-        if pool is None:
-            continue
-        pools += 1
-        stats = pool.pop_stats()
-        connections_ += stats.get("pool_size", 0)
-        idle += stats.get("pool_available", 0)
-        waiting += stats.get("requests_waiting", 0)
-        DB_POOL_WAITS.inc(stats.get("requests_queued", 0))
-        DB_POOL_WAIT_SECONDS.inc(stats.get("requests_wait_ms", 0) / 1000)
-        DB_POOL_ERRORS.inc(stats.get("requests_errors", 0) + stats.get("connections_lost", 0))
-    if pools:
-        DB_POOL_CONNECTIONS.set(connections_)
-        DB_POOL_IDLE.set(idle)
-        DB_POOL_WAITING.set(waiting)
+class PoolStats:
+    """The pools' current sizes, and what their checkouts waited since the last reading
+    (psycopg_pool's pop_stats: counters reset as they are read), at most once a second per
+    process: the pools belong to the process, and reading them costs more than the rest of
+    a request's metrics. Read through this thread's connections: a thread that used none
+    (a request without a query) knows no pool and leaves the reading to another."""
+
+    read_at = 0.0
+
+    @classmethod
+    def record(cls) -> None:
+        if time.monotonic() - cls.read_at < 1.0:
+            return
+        connections_, idle, waiting, pools = 0, 0, 0, 0
+        for connection in connections.all(initialized_only=True):
+            pool = getattr(connection, "pool", None)
+            if pool is None:
+                continue
+            pools += 1
+            stats = pool.pop_stats()
+            connections_ += stats.get("pool_size", 0)
+            idle += stats.get("pool_available", 0)
+            waiting += stats.get("requests_waiting", 0)
+            if queued := stats.get("requests_queued", 0):
+                DB_POOL_WAITS.inc(queued)
+                DB_POOL_WAIT_SECONDS.inc(stats.get("requests_wait_ms", 0) / 1000)
+            if errors := stats.get("requests_errors", 0) + stats.get("connections_lost", 0):
+                DB_POOL_ERRORS.inc(errors)
+        if pools:
+            cls.read_at = time.monotonic()
+            DB_POOL_CONNECTIONS.set(connections_)
+            DB_POOL_IDLE.set(idle)
+            DB_POOL_WAITING.set(waiting)
 
 
-class RequestMetricsMiddleware:
-    """Counts and times each request by the URL pattern that answered it. Sync and async
-    (Django's WSGI handler in threads, or its ASGI handler), so no thread hop is added."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+class RequestMetricsMiddleware(SyncAndAsyncMiddleware):
+    """Counts and times each request by the URL pattern that answered it."""
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
@@ -154,13 +206,42 @@ class RequestMetricsMiddleware:
     @staticmethod
     def record(request: HttpRequest, response: HttpResponseBase, started: float) -> None:
         route = route_of(request)
-        HTTP_DURATION.labels(route).observe(time.perf_counter() - started)
-        HTTP_REQUESTS.labels(request.method or "", route, str(response.status_code)).inc()
-        record_pool_stats()
+        method = request.method if request.method in METHODS else "other"
+        labelled(HTTP_DURATION, route).observe(time.perf_counter() - started)
+        labelled(HTTP_REQUESTS, method, route, str(response.status_code)).inc()
+        PoolStats.record()
 
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
+
+
+class FrameTally:
+    """WebSocket frames counted in this process and added to their counters a second after
+    the first one since the last time, and whenever a socket opens or closes. A counter's
+    increment in multiprocess mode is a locked write to its file, several times what the
+    rest of the middleware costs a frame, and a fan-out sends thousands a second
+    (docs/benchmarks.md, section 7). The counters run up to a second behind."""
+
+    def __init__(self) -> None:
+        self.pending: dict[Any, int] = {}
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, counter: Any) -> None:
+        self.pending[counter] = self.pending.get(counter, 0) + 1
+        if self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(1.0, self.flush)
+
+    def flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        pending, self.pending = self.pending, {}
+        for counter, frames in pending.items():
+            counter.inc(frames)
+
+
+FRAMES = FrameTally()
 
 
 class SocketMetricsMiddleware:
@@ -188,7 +269,7 @@ class SocketMetricsMiddleware:
         async def counted_receive() -> Message:
             message = await receive()
             if message["type"] == "websocket.receive":
-                received.inc()
+                FRAMES.add(received)
             elif message["type"] == "websocket.disconnect":
                 state["code"] = message.get("code", 1005)
             return message
@@ -197,11 +278,12 @@ class SocketMetricsMiddleware:
             await send(message)
             kind = message["type"]
             if kind == "websocket.send":
-                sent.inc()
+                FRAMES.add(sent)
             elif kind == "websocket.accept":
                 state["accepted"] = time.monotonic()
                 SOCKETS_OPENED.labels(route).inc()
                 SOCKETS_OPEN.labels(route).inc()
+                FRAMES.flush()
             elif kind == "websocket.close":
                 state["code"] = message.get("code", 1000)
 
@@ -213,3 +295,4 @@ class SocketMetricsMiddleware:
                 SOCKETS_OPEN.labels(route).dec()
                 SOCKETS_CLOSED.labels(route, str(code)).inc()
                 SOCKET_DURATION.labels(route).observe(time.monotonic() - state["accepted"])
+                FRAMES.flush()

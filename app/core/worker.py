@@ -10,7 +10,8 @@ design notes say why):
 - a Postgres outage pauses the worker instead of ending it; nothing queued is lost;
 - housekeeping on a schedule, in one worker at a time: finished task rows are pruned,
   and the `housekeeping` signal lets domain apps prune their own (chat's old exports);
-- one event loop for every channel-layer send from the worker (`group_send`).
+- one event loop for every channel-layer send from the worker (`group_send`);
+- its metrics (METRICS_PORT): the tasks it ran (core/metrics.py) and the queue's state.
 """
 
 from __future__ import annotations
@@ -27,14 +28,17 @@ from typing import Any
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import channel_layers
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, connections, transaction
+from django.db.models import Case, Count, F, Min, Q, When
 from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django_tasks_db.compat import TaskResultStatus, task_finished
 from django_tasks_db.management.commands.db_worker import Worker
-from django_tasks_db.models import DBTaskResult
+from django_tasks_db.models import DBTaskResult, get_date_max
+from prometheus_client.core import GaugeMetricFamily
 
+from core import metrics
 from core.groups import group_event
 from core.models import WorkerHeartbeat
 from core.probe import WORKER_HEALTH_FILE
@@ -222,6 +226,53 @@ def run_housekeeping() -> bool:
     return True
 
 
+# --- Metrics ------------------------------------------------------------------------------
+
+
+class TaskQueueCollector:
+    """The queue as Postgres holds it, read at each scrape: tasks due and waiting, tasks
+    running, and how long the oldest due one has waited. Every worker replica reports the
+    same values (max() over them in PromQL); Postgres unreachable, none."""
+
+    def collect(self) -> Any:
+        now = timezone.now()
+        due = Q(status=TaskResultStatus.READY) & (Q(run_after=get_date_max()) | Q(run_after__lte=now))
+        # Due since it was enqueued, or since its run_after if it had one.
+        due_since = Case(When(run_after=get_date_max(), then=F("enqueued_at")), default=F("run_after"))
+        try:
+            state = DBTaskResult.objects.filter(
+                status__in=[TaskResultStatus.READY, TaskResultStatus.RUNNING]
+            ).aggregate(
+                queued=Count("id", filter=due),
+                running=Count("id", filter=Q(status=TaskResultStatus.RUNNING)),
+                oldest=Min(due_since, filter=due),
+            )
+        except DatabaseError as error:
+            logger.warning("metrics: the task queue is not readable: %s", error)
+            return
+        finally:
+            connections.close_all()  # this scrape's thread ends here
+        yield GaugeMetricFamily("app_tasks_queued", "Tasks due to run and not yet claimed.", value=state["queued"])
+        yield GaugeMetricFamily("app_tasks_running", "Tasks a worker is running now.", value=state["running"])
+        age = (now - state["oldest"]).total_seconds() if state["oldest"] else 0.0
+        yield GaugeMetricFamily(
+            "app_tasks_oldest_queued_age_seconds", "How long the oldest due task has waited (0: none waits).", value=age
+        )
+
+
+# Counted wherever a task ends: in the task loop, and in recover_lost_tasks.
+task_finished.connect(metrics.record_task_finished, dispatch_uid="core.metrics.record_task_finished")
+
+
+def serve_metrics() -> None:
+    if not settings.METRICS_PORT:
+        return
+    try:
+        metrics.serve(settings.METRICS_PORT, TaskQueueCollector())
+    except OSError as error:  # taken: run the tasks all the same
+        logger.error("metrics not served: METRICS_PORT %s: %s", settings.METRICS_PORT, error)
+
+
 # --- The task loop --------------------------------------------------------------------------
 
 
@@ -265,6 +316,7 @@ def run(max_tasks: int | None = None) -> None:
             break
         time.sleep(min(settings.WORKER_HEARTBEAT_INTERVAL, 2.0))
     heartbeat.start()
+    serve_metrics()
     worker = TaskWorker(
         queue_names=["*"],
         interval=settings.WORKER_POLL_INTERVAL,

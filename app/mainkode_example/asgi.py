@@ -3,10 +3,12 @@
 HTTP goes to Django (urls -> views): through its WSGI handler in a thread pool
 (core.http_threads; the default) or its ASGI handler (DJANGO_HTTP_HANDLER=asgi). WebSocket
 goes through the Origin policy and the session/auth middleware to the Channels routing
-(routing -> consumers). The access log wraps both; metrics (core.metrics) count both.
+(routing -> consumers). The access log wraps both; metrics (core.metrics) count both unless
+METRICS_ENABLED is off.
 """
 
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -32,14 +34,8 @@ http_app = (
     else ThreadedWsgiApp(get_wsgi_application(), threads=settings.HTTP_THREADS)
 )
 
-application = AccessLogMiddleware(
-    ProtocolTypeRouter(
-        {
-            "http": http_app,
-            "websocket": SocketMetricsMiddleware(
-                BrowserOriginValidator(SocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-                websocket_urlpatterns,
-            ),
-        }
-    )
-)
+socket_app: Any = BrowserOriginValidator(SocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+if settings.METRICS_ENABLED:
+    socket_app = SocketMetricsMiddleware(socket_app, websocket_urlpatterns)
+
+application = AccessLogMiddleware(ProtocolTypeRouter({"http": http_app, "websocket": socket_app}))

@@ -64,12 +64,11 @@ def integer(name: str, default: Any = _NO_DEFAULT, *, minimum: int | None = None
     return value
 
 
-def number(name: str, default: Any = _NO_DEFAULT, *, minimum: float = 0.0) -> float:
+def number(name: str, default: Any = _NO_DEFAULT, *, minimum: float = 0.0, maximum: float | None = None) -> float:
     value = float(_read(name, _env.float, "a number", default))
-    if value < minimum:
-        raise ImproperlyConfigured(
-            f"Environment variable {name} is invalid: expected a number >= {minimum}, got {value}."
-        )
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ImproperlyConfigured(f"Environment variable {name} is invalid: expected a number {bounds}, got {value}.")
     return value
 
 

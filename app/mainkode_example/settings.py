@@ -8,6 +8,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+import sentry_sdk.utils
 from django.core.exceptions import ImproperlyConfigured
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
@@ -335,6 +336,16 @@ WORKER_POLL_INTERVAL = env.number("WORKER_POLL_INTERVAL", default=1.0, minimum=0
 WORKER_HOUSEKEEPING_INTERVAL = env.number("WORKER_HOUSEKEEPING_INTERVAL", default=600.0, minimum=1.0)
 # Finished task rows (their results and errors) are kept this many days.
 TASK_RESULT_RETENTION_DAYS = env.integer("TASK_RESULT_RETENTION_DAYS", default=7, minimum=1)
+# The port the worker service serves its metrics on (core/worker.py), inside its container;
+# 0: not served. The same variable and default as the app's Gunicorn master, which reads
+# it before Django starts (gunicorn.conf.py says why this port).
+METRICS_PORT = env.integer("METRICS_PORT", default=9101, minimum=0, maximum=65535)
+# Whether the app records its metrics at all (core/metrics.py); off, requests, sockets and
+# group sends skip them (scripts/bench measures the difference). METRICS_PORT=0 stops only
+# the serving.
+METRICS_ENABLED = env.boolean("METRICS_ENABLED", default=True)
+if not METRICS_ENABLED:
+    MIDDLEWARE.remove("core.metrics.RequestMetricsMiddleware")
 
 # --- Chat ------------------------------------------------------------------------------------
 # Longest chat message (characters). The largest WebSocket frame is the server's business:
@@ -344,6 +355,24 @@ CHAT_MESSAGE_MAX_LENGTH = 4000
 # deleted this many hours after it is finished.
 EXPORT_MAX_MESSAGES = env.integer("EXPORT_MAX_MESSAGES", default=500_000, minimum=1)
 EXPORT_RETENTION_HOURS = env.integer("EXPORT_RETENTION_HOURS", default=24, minimum=1)
+
+# --- Error tracking (optional) -----------------------------------------------------------------
+# Sentry (core/error_tracking.py): off unless SENTRY_DSN is set. Events name the environment
+# (default: DJANGO_ENV) and the release (e.g. the image tag); SENTRY_SAMPLE_RATE is the share
+# of errors sent, SENTRY_TRACES_SAMPLE_RATE of requests traced (0: no performance data).
+SENTRY_DSN = env.string("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    try:
+        sentry_sdk.utils.Dsn(SENTRY_DSN)
+    except sentry_sdk.utils.BadDsn as error:
+        raise ImproperlyConfigured(f"Environment variable SENTRY_DSN is invalid: {error}.") from None
+    # Right after liveness: each request's events carry its X-Request-ID (core/error_tracking.py).
+    liveness = MIDDLEWARE.index("core.health.LivenessMiddleware")
+    MIDDLEWARE.insert(liveness + 1, "core.error_tracking.RequestIdTagMiddleware")
+SENTRY_ENVIRONMENT = env.string("SENTRY_ENVIRONMENT", default=DJANGO_ENV)
+SENTRY_RELEASE = env.string("SENTRY_RELEASE", default="")
+SENTRY_SAMPLE_RATE = env.number("SENTRY_SAMPLE_RATE", default=1.0, minimum=0.0, maximum=1.0)
+SENTRY_TRACES_SAMPLE_RATE = env.number("SENTRY_TRACES_SAMPLE_RATE", default=0.0, minimum=0.0, maximum=1.0)
 
 # --- Logging ---------------------------------------------------------------------------------
 LOG_LEVEL = env.choice("DJANGO_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO")

@@ -63,7 +63,12 @@ COMPOSE_OWNED_DEFAULTS = {
     "WORKER_STOP_GRACE_PERIOD": "the worker service's stop grace period",
     "APP_IMAGE": "an image name",
     "PROXY_IMAGE": "an image name",
+    "EXPORTERS_IMAGE": "an image name",
     "APP_TAG": "an image tag",
+    "PROMETHEUS_BIND_IP": "the host address Prometheus is published on",
+    "PROMETHEUS_PORT": "the host port Prometheus is published on",
+    "PROMETHEUS_RETENTION": "a Prometheus flag",
+    "PROMETHEUS_MEMORY_LIMIT": "a container limit",
 }
 # Documented in .env.example but read by Docker Compose itself.
 READ_BY_COMPOSE_ITSELF = {"COMPOSE_FILE"}
@@ -94,7 +99,8 @@ def interpolations(path: Path) -> dict[str, str | None]:
     text = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
     return {
         variable: value if operator.endswith("-") else None
-        for variable, operator, value in re.findall(r"\$\{(\w+)(:?[-?])?([^}]*)\}", text)
+        # `$${...}` is a literal `${...}` for a container's shell, not compose's.
+        for variable, operator, value in re.findall(r"(?<!\$)\$\{(\w+)(:?[-?])?([^}]*)\}", text)
     }
 
 

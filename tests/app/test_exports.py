@@ -17,6 +17,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
+from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
 from chat import exports
@@ -262,3 +263,46 @@ def test_housekeeping_prunes_old_exports_and_finished_tasks_in_one_worker_at_a_t
     assert not RoomExport.objects.filter(pk=old["id"]).exists()
     assert not DBTaskResult.objects.filter(pk=old_task).exists()
     assert RoomExport.objects.filter(pk=recent["id"]).exists()
+
+
+def queue_state() -> dict[str, float]:
+    """What the worker's metrics port serves about the queue, read as a scrape reads it."""
+    return {family.name: family.samples[0].value for family in worker.TaskQueueCollector().collect()}
+
+
+def finished(status: str) -> float:
+    labels = {"task": "chat.tasks.export_room", "status": status}
+    return REGISTRY.get_sample_value("app_tasks_finished_total", labels) or 0.0
+
+
+def test_the_task_metrics_follow_the_queue_and_each_outcome(
+    alice_api: APIClient, talk: list[Message], settings: Any
+) -> None:
+    empty = {"app_tasks_queued": 0, "app_tasks_running": 0, "app_tasks_oldest_queued_age_seconds": 0}
+    assert queue_state() == empty
+    succeeded, failed = finished("successful"), finished("failed")
+    durations = REGISTRY.get_sample_value("app_task_duration_seconds_count", {"task": "chat.tasks.export_room"}) or 0
+
+    first, second, third = (request_export(alice_api) for _ in range(3))
+    # The first waited ten minutes; the third is not due for an hour (not queued yet).
+    DBTaskResult.objects.filter(pk=RoomExport.objects.get(pk=first["id"]).task_id).update(
+        enqueued_at=timezone.now() - timedelta(minutes=10)
+    )
+    DBTaskResult.objects.filter(pk=RoomExport.objects.get(pk=third["id"]).task_id).update(
+        run_after=timezone.now() + timedelta(hours=1)
+    )
+    state = queue_state()
+    assert (state["app_tasks_queued"], state["app_tasks_running"]) == (2, 0)
+    assert 600 <= state["app_tasks_oldest_queued_age_seconds"] < 660
+
+    settings.TASK_MAX_ATTEMPTS = 1
+    claimed_by("killed", second["id"], attempts=1)
+    state = queue_state()
+    assert (state["app_tasks_queued"], state["app_tasks_running"]) == (1, 1)
+    assert worker.recover_lost_tasks()  # its one run is used up: failed
+    run_queue()
+    assert queue_state() == empty  # the third is still not due
+    assert (finished("successful"), finished("failed")) == (succeeded + 1, failed + 1)
+    assert REGISTRY.get_sample_value("app_task_duration_seconds_count", {"task": "chat.tasks.export_room"}) == (
+        durations + 2
+    )

@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 from core.groups import group_send
 from core.metrics import UNMATCHED
 from mainkode_example.asgi import application
+from tests.app.app_process import load_settings_and_run
 
 
 def value(name: str, **labels: str) -> float:
@@ -27,10 +28,12 @@ def test_requests_are_counted_and_timed_by_url_pattern_never_by_raw_path(client:
         "unmatched": value("app_http_requests_total", method="GET", route=UNMATCHED, status="404"),
         "timed": value("app_http_request_duration_seconds_count", route="api/hello/"),
         "liveness": value("app_http_requests_total", method="GET", route=UNMATCHED, status="200"),
+        "odd": value("app_http_requests_total", method="other", route="api/hello/", status="405"),
     }
     for _ in range(3):
         assert client.get("/api/hello/").status_code == 200
     assert client.post("/api/hello/", {}).status_code == 405
+    assert client.generic("BREW", "/api/hello/").status_code == 405  # any token is a method to HTTP
     assert client.get("/api/rooms/no-such-room/").status_code == 404
     assert client.get("/no/such/page/").status_code == 404
     assert client.get("/healthz").status_code == 200  # answered before the metrics: probes are not traffic
@@ -42,8 +45,10 @@ def test_requests_are_counted_and_timed_by_url_pattern_never_by_raw_path(client:
         == before["room"] + 1
     )
     assert value("app_http_requests_total", method="GET", route=UNMATCHED, status="404") == before["unmatched"] + 1
-    assert value("app_http_request_duration_seconds_count", route="api/hello/") == before["timed"] + 4  # 405 too
+    assert value("app_http_request_duration_seconds_count", route="api/hello/") == before["timed"] + 5  # 405s too
     assert value("app_http_requests_total", method="GET", route=UNMATCHED, status="200") == before["liveness"]
+    assert value("app_http_requests_total", method="other", route="api/hello/", status="405") == before["odd"] + 1
+    assert value("app_http_requests_total", method="BREW", route="api/hello/", status="405") == 0
     assert value("app_http_requests_in_flight") == 0
 
 
@@ -102,3 +107,16 @@ async def test_group_sends_are_counted_and_timed() -> None:
     assert value("app_channel_layer_group_sends_total") == sends + 1
     assert value("app_channel_layer_group_send_duration_seconds_count") == timed + 1
     assert value("app_channel_layer_group_send_failures_total") == failures
+
+
+@pytest.mark.parametrize(("enabled", "recorded"), [("true", True), ("false", False)])
+def test_metrics_enabled_off_takes_the_metrics_out_of_requests_and_sockets(enabled: str, recorded: bool) -> None:
+    code = (
+        "from django.conf import settings\n"
+        "from mainkode_example import asgi\n"
+        "print('core.metrics.RequestMetricsMiddleware' in settings.MIDDLEWARE, type(asgi.socket_app).__name__)"
+    )
+    result = load_settings_and_run(code, METRICS_ENABLED=enabled)
+    assert result.returncode == 0, result.stderr
+    middleware, socket_app = result.stdout.split()[-2:]
+    assert (middleware == "True", socket_app == "SocketMetricsMiddleware") == (recorded, recorded)

@@ -47,6 +47,9 @@ def test_missing_required_variable_is_named(name: str, how: str) -> None:
         ("CHANNEL_LAYER_MAX_CONNECTIONS", "many", "expected an integer"),
         ("AUTH_THROTTLE_RATE", "ten", "expected a count per period"),
         ("CHAT_SOCKET_POST_RATE", "20/fortnight", "expected a count per period"),
+        ("METRICS_PORT", "-1", "between 0 and 65535"),
+        ("SENTRY_DSN", "sentry.example.com/1", "Unsupported scheme"),
+        ("SENTRY_SAMPLE_RATE", "2", "between 0.0 and 1.0"),
     ],
 )
 def test_invalid_variable_is_named_with_what_it_expects(name: str, value: str, expects: str) -> None:

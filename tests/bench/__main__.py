@@ -145,7 +145,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="a few seconds per scenario (the test suite's run)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where benchmarks.md and the chart go")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated scenarios to run again; the others' figures stay as DIR/benchmarks.json has them",
+    )
     args = parser.parse_args()
+    only = {name for name in args.only.split(",") if name}
     smoke: bool = args.smoke
     workers = os.cpu_count() or 2
     plan = {
@@ -183,8 +189,13 @@ def main() -> int:
                 "socket_memory": lambda: run_socket_memory(stack, plan),
                 "ops": lambda: run_ops(stack),
                 "tasks": lambda: run_tasks(stack, plan),
+                "metrics": lambda: run_metrics(stack, token, plan),
             }
+            if unknown := only - scenarios.keys():
+                raise SystemExit(f"bench: no scenario {', '.join(sorted(unknown))} (known: {', '.join(scenarios)})")
             for name, scenario in scenarios.items():
+                if only and name not in only:
+                    continue
                 try:
                     results[name] = scenario()
                 except Exception as error:
@@ -194,10 +205,50 @@ def main() -> int:
         finally:
             stack.down()
     results["took_seconds"] = time.monotonic() - started
+    if only:  # the earlier full run, with these scenarios replaced
+        earlier = json.loads((args.out / "benchmarks.json").read_text())
+        now_failed: dict[str, str] = results.get("failed", {})  # type: ignore[assignment]
+        failed = {name: why for name, why in earlier.get("failed", {}).items() if name not in only} | now_failed
+        rerun = {name: results[name] for name in only if name in results}
+        results = {**earlier, **rerun, "rerun": {**earlier.get("rerun", {}), **dict.fromkeys(rerun, report.now())}}
+        results.pop("failed", None)
+        if failed:
+            results["failed"] = failed
     args.out.mkdir(parents=True, exist_ok=True)
     written = report.write(results, args.out)
     print(f"bench: wrote {', '.join(str(p) for p in written)} in {results['took_seconds']:.0f} s")
     return 1 if "failed" in results else 0
+
+
+def run_metrics(stack: BenchStack, token: str, plan: dict[str, Any]) -> dict[str, Any]:
+    """`/api/hello/` and the fan-out with the app's metrics on and off (METRICS_ENABLED), in
+    rounds of on then off: the report compares within each round, so the machine's drift
+    between rounds cancels out."""
+    connections = max(c for c in plan["concurrency"] if c <= 64)
+    receivers = max(plan["receivers"])
+    rows = []
+    for metrics in ("on", "off") * plan["repeats"]:
+        stack.serve(STACK, METRICS_ENABLED="true" if metrics == "on" else "false")
+        http_load.wrk(f"{stack.http}/api/hello/", 16, 1 if plan["seconds"] < 2 else 3)  # warm-up
+        hello = http_load.median_of(
+            [http_load.wrk(f"{stack.http}/api/hello/", connections, plan["seconds"]) for _ in range(plan["repeats"])]
+        )
+        fanout = asyncio.run(
+            sockets.fanout(
+                stack.http,
+                stack.ws,
+                "fanout-core",
+                token,
+                receivers=receivers,
+                messages=plan["messages"],
+                via="rest",
+                app_cpu_seconds=stack.app_cpu_seconds,
+            )
+        )
+        rows.append({"metrics": metrics, "hello": asdict(hello), "fanout": asdict(fanout)})
+        print(f"bench: metrics {metrics}: hello {hello}, fan-out {fanout}", flush=True)
+    stack.serve(STACK)
+    return {"connections": connections, "receivers": receivers, "rows": rows}
 
 
 def run_ops(stack: BenchStack) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -306,6 +307,41 @@ def section_profile(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def section_metrics(results: dict[str, Any]) -> list[str]:
+    """What recording the metrics costs: each figure with METRICS_ENABLED on and off, in
+    rounds of one run each; the difference is taken within each round (the machine drifts
+    between rounds more than the metrics cost), and the median of the rounds shown."""
+    found = results["metrics"]
+    on = [row for row in found["rows"] if row["metrics"] == "on"]
+    off = [row for row in found["rows"] if row["metrics"] == "off"]
+    figures = [
+        ("`/api/hello/` requests/s", "hello", "rps", ".0f"),
+        ("`/api/hello/` p99 ms", "hello", "p99_ms", ".1f"),
+        ("fan-out app CPU per frame, µs", "fanout", "app_cpu_us_per_frame", ".0f"),
+        ("fan-out p99 ms", "fanout", "p99_ms", ".1f"),
+    ]
+    lines = [
+        f"The app with its metrics recorded (the default) and with `METRICS_ENABLED=false`, in {len(on)} "
+        f"round(s) of one run each: `/api/hello/` through nginx at {found['connections']} connections (median "
+        f"of {results['plan']['repeats']} wrk runs of {results['plan']['seconds']:.0f} s), then the fan-out of "
+        f"{results['plan']['messages']} REST posts to {found['receivers']} sockets on the core layer. This "
+        "machine drifts between rounds by more than the metrics cost, so each round's on is compared with "
+        "its own off; the table shows each round's figures and the median of the rounds' differences.",
+        "",
+        "| figure | on (each round) | off (each round) | on vs off, median of rounds |",
+        "|---|---|---|---:|",
+    ]
+    for label, part, key, form in figures:
+        pairs = [(a[part][key], b[part][key]) for a, b in zip(on, off, strict=True)]
+        changes = [(a - b) / b * 100 for a, b in pairs if b]
+        median = f"{statistics.median(changes):+.1f}%" if changes else "n/a"
+        lines.append(
+            f"| {label} | {', '.join(f'{a:{form}}' for a, _ in pairs)} | "
+            f"{', '.join(f'{b:{form}}' for _, b in pairs)} | {median} |"
+        )
+    return lines
+
+
 SECTIONS = [
     ("http", "## Against the targets", section_targets),
     ("http", "## 1. HTTP through nginx", section_http),
@@ -313,12 +349,18 @@ SECTIONS = [
     ("capacity", "## 4. Idle WebSocket connections", section_capacity),
     ("ops", "## 5. Operations", section_ops),
     ("tasks", "## 6. Background tasks", section_tasks),
+    ("metrics", "## 7. What the metrics cost", section_metrics),
     ("profile", "## Where a worker's time goes", section_profile),
 ]
 
 
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def write(results: dict[str, Any], out: Path) -> list[Path]:
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    when = results.get("written") or now()
+    results["written"] = when
     smoke = " --smoke (a smoke run: figures mean nothing)" if results["smoke"] else ""
     lines = [
         "# Benchmarks: this stack against the servers a user might pick instead",
@@ -327,6 +369,10 @@ def write(results: dict[str, Any], out: Path) -> list[Path]:
         "figure is from that one run on one machine; load generator, servers, nginx, Postgres and Redis share "
         "its cores, so the ratios travel better than the absolute numbers. Raw figures: `benchmarks.json`.",
         "",
+        *(
+            f"Section `{name}` was run again alone on {at} (`scripts/bench --only {name}`), on the same machine.\n"
+            for name, at in results.get("rerun", {}).items()
+        ),
         "## Machine",
         "",
         *(f"- {key}: {value}" for key, value in results["machine"].items()),

@@ -4,20 +4,12 @@
 // Page A logs in and posts; page B (anonymous) must show the message live. Then page B's
 // socket is cut: it must reconnect by itself and catch up (?after=) on what it missed.
 // Exits non-zero, saying why, on any failure; writes screenshots of both pages.
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const [base, room, username, password, shots] = process.argv.slice(2);
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const TIMEOUT = 15000;
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  // Root in a container-less CI: no sandbox; no background traffic to the outside world.
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
+const browser = await launchChromium();
 try {
   const context = await browser.newContext();
   const pageA = await context.newPage();

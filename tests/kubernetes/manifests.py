@@ -200,7 +200,8 @@ def violations(objects: list[dict[str, Any]]) -> list[str]:  # noqa: PLR0912 (on
 
 def network_violations(objects: list[dict[str, Any]]) -> list[str]:
     """Default deny, then: only nginx reaches the app; only the app, the worker and the
-    migration Job reach Postgres; only the app and the worker reach Redis."""
+    migration Job reach Postgres; only the app and the worker reach Redis; the monitoring
+    namespace reaches the app's and the worker's metrics port and nothing else."""
     policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
     found = []
     if not any(
@@ -208,19 +209,50 @@ def network_violations(objects: list[dict[str, Any]]) -> list[str]:
         for p in policies
     ):
         found.append("NetworkPolicy: no default deny for ingress")
-    allowed_from = {"app": {"nginx"}, "postgres": {"app", "worker", "migrate"}, "redis": {"app", "worker"}}
-    for target, sources in allowed_from.items():
-        for policy in policies:
-            selector = policy["spec"]["podSelector"].get("matchLabels", {})
-            if selector.get("app.kubernetes.io/component") != target:
-                continue
+    # nginx is open to all (the load balancer); the worker to no pod of the namespace.
+    allowed_from = {
+        "app": {"nginx"},
+        "worker": set(),
+        "postgres": {"app", "worker", "migrate"},
+        "redis": {"app", "worker"},
+    }
+    for policy in policies:
+        name = policy["metadata"]["name"]
+        for target in selected_components(policy["spec"]["podSelector"]) & allowed_from.keys():
             for rule in policy["spec"].get("ingress", []):
                 peers = rule.get("from")
                 if not peers:
-                    found.append(f"NetworkPolicy/{policy['metadata']['name']}: anyone may reach {target}")
+                    found.append(f"NetworkPolicy/{name}: anyone may reach {target}")
                     continue
                 for peer in peers:
+                    if is_prometheus_scrape(target, peer, rule.get("ports", [])):
+                        continue
                     source = peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
-                    if source not in sources or "namespaceSelector" in peer or "ipBlock" in peer:
-                        found.append(f"NetworkPolicy/{policy['metadata']['name']}: {source or peer} may reach {target}")
+                    outside = "namespaceSelector" in peer or "ipBlock" in peer
+                    if source not in allowed_from[target] or outside:
+                        found.append(f"NetworkPolicy/{name}: {source or peer} may reach {target}")
     return found
+
+
+def selected_components(selector: dict[str, Any]) -> set[str]:
+    """The components (app.kubernetes.io/component) a pod selector picks, by label or by an
+    In expression."""
+    components = set()
+    if "app.kubernetes.io/component" in selector.get("matchLabels", {}):
+        components.add(selector["matchLabels"]["app.kubernetes.io/component"])
+    for expression in selector.get("matchExpressions", []):
+        if expression["key"] == "app.kubernetes.io/component" and expression["operator"] == "In":
+            components.update(expression["values"])
+    return components
+
+
+def is_prometheus_scrape(target: str, peer: dict[str, Any], ports: list[dict[str, Any]]) -> bool:
+    """Pods of the monitoring namespace (any pod there) to the metrics port of the app or
+    the worker, and to no other port."""
+    namespace = peer.get("namespaceSelector", {}).get("matchLabels", {})
+    return (
+        target in {"app", "worker"}
+        and namespace == {"kubernetes.io/metadata.name": "monitoring"}
+        and "podSelector" not in peer
+        and [port.get("port") for port in ports] == [9101]
+    )

@@ -81,6 +81,11 @@ def open_the_app(objects: Objects) -> None:
     policy["spec"]["ingress"].append({"ports": [{"protocol": "TCP", "port": 8000}]})  # type: ignore[index]
 
 
+def let_monitoring_reach_the_app_port(objects: Objects) -> None:
+    policy = named(objects, "NetworkPolicy", "metrics-from-monitoring")
+    policy["spec"]["ingress"][0]["ports"].append({"protocol": "TCP", "port": 8000})  # type: ignore[index]
+
+
 def lose_a_secret_key(objects: Objects) -> None:
     secret = next(o for o in objects if o["kind"] == "Secret")
     del secret["data"]["postgres-password"]
@@ -110,6 +115,7 @@ def lose_a_setting(objects: Objects) -> None:
         drop_readiness,
         allow_escalation,
         short_grace,
+        let_monitoring_reach_the_app_port,
         open_the_app,
         lose_a_secret_key,
         mismatch_selector,

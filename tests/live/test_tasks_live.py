@@ -26,6 +26,7 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from tests.live.servers import APP_DIR, LiveServer, LiveUser
+from tests.support import free_port
 
 pytestmark = [pytest.mark.live]
 SUBPROTOCOL = Subprotocol("mainkode.v1")
@@ -45,12 +46,19 @@ def database() -> psycopg.Connection[Any]:
 
 
 @pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     workers: list[subprocess.Popen[bytes]] = []
 
-    def start() -> subprocess.Popen[bytes]:
+    def start(**extra_env: str) -> subprocess.Popen[bytes]:
         name = f"worker-{len(workers)}"
-        env = {**os.environ, **FAST_WORKER, "WORKER_HEALTH_FILE": str(tmp_path / f"{name}.alive")}
+        # METRICS_PORT 0 (not served) unless a test asks: two workers cannot share a port.
+        env = {
+            **os.environ,
+            **FAST_WORKER,
+            "WORKER_HEALTH_FILE": str(tmp_path / f"{name}.alive"),
+            "METRICS_PORT": "0",
+            **extra_env,
+        }
         log = (tmp_path / f"{name}.log").open("wb")
         process = subprocess.Popen(
             [sys.executable, "manage.py", "run_worker"], cwd=APP_DIR, env=env, stdout=log, stderr=log
@@ -155,12 +163,17 @@ def redis_connections_of(pid: int, redis_port: int) -> int:
 
 
 def test_the_workers_sends_reuse_their_redis_connections_across_jobs(
-    start_gunicorn: Callable[..., LiveServer], live_users: tuple[LiveUser, LiveUser], start_worker: Any
+    start_gunicorn: Callable[..., LiveServer],
+    live_users: tuple[LiveUser, LiveUser],
+    start_worker: Any,
+    tmp_path: Path,
 ) -> None:
     """Without one long-lived event loop for the sends, each job's async_to_sync(group_send)
     opened a new loop and a new Redis connection (channels_redis#125)."""
     server = start_gunicorn(1, configured=True)
-    worker = start_worker()
+    metrics_port = free_port()
+    # As in the image: the values in files (prometheus-client's multiprocess mode).
+    worker = start_worker(METRICS_PORT=str(metrics_port), PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
     alice, _ = live_users
     token = alice.token(server)
     slug = create_room(server, token, 20)
@@ -179,6 +192,13 @@ def test_the_workers_sends_reuse_their_redis_connections_across_jobs(
     assert jobs == 30
     assert 1 <= held <= 2
     assert opened <= 3
+
+    # The worker's metrics port counts the jobs it ran and reads the queue's state.
+    served = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in served.splitlines() if line[:1] != "#"}
+    assert samples['app_tasks_finished_total{status="successful",task="chat.tasks.export_room"}'] == 30
+    assert samples['app_task_duration_seconds_count{task="chat.tasks.export_room"}'] == 30
+    assert (samples["app_tasks_queued"], samples["app_tasks_running"]) == (0, 0)
 
 
 def test_a_worker_killed_mid_task_has_its_task_run_again_by_another(

@@ -5,6 +5,7 @@ its volumes afterwards. Helpers for the stack tests (the fixtures are in conftes
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import subprocess
 import sys
@@ -28,14 +29,21 @@ class Stack(OnLoopback):
     port: int
     files: tuple[str, ...] = ("docker-compose.yml",)
     https_port: int | None = None
+    profiles: tuple[str, ...] = ()
 
     def flags(self) -> list[str]:
         """The compose flags that select this stack (for `docker compose` and scripts/)."""
         files = [arg for name in self.files for arg in ("--file", name)]
-        return ["--project-name", self.project, *files, "--env-file", str(self.env_file)]
+        profiles = [arg for name in self.profiles for arg in ("--profile", name)]
+        return ["--project-name", self.project, *files, *profiles, "--env-file", str(self.env_file)]
 
     def env(self) -> dict[str, str]:
         return environment_for(self.env_file)
+
+    def env_value(self, name: str) -> str:
+        """What the stack's env file sets `name` to."""
+        lines = self.env_file.read_text().splitlines()
+        return next(line.split("=", 1)[1] for line in lines if line.startswith(f"{name}="))
 
     def compose(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         command = ["docker", "compose", *self.flags(), *args]
@@ -135,10 +143,7 @@ def booted(stack: Stack, overrides: dict[str, str], scale: int) -> Iterator[Stac
 
 def client_tls(stack: Stack) -> ssl.SSLContext:
     """Trusts exactly the stack's self-signed certificate."""
-    cert_dir = next(
-        line.split("=", 1)[1] for line in stack.env_file.read_text().splitlines() if line.startswith("TLS_CERT_DIR=")
-    )
-    return ssl.create_default_context(cafile=str(Path(cert_dir) / "tls.crt"))
+    return ssl.create_default_context(cafile=str(Path(stack.env_value("TLS_CERT_DIR")) / "tls.crt"))
 
 
 def create_room(stack: Stack, token: str) -> str:
@@ -148,3 +153,16 @@ def create_room(stack: Stack, token: str) -> str:
     )
     assert response.status_code == 201, response.text
     return slug
+
+
+def write_fast_prometheus_config(folder: Path) -> None:
+    """prometheus/'s configuration and rules as shipped, but scraped and evaluated every
+    second and each rule's `for` 3 s: a rule the tests force fires within seconds. (Its
+    shipped timings have promtool's unit tests: prometheus/alerts.test.yml.)"""
+    config = (ROOT / "prometheus" / "prometheus.yml").read_text()
+    config = re.sub(r"(scrape_interval|evaluation_interval|refresh_interval): \d+s", r"\1: 1s", config)
+    (folder / "prometheus.yml").write_text(config)
+    rules = re.sub(r"\bfor: \d+[smh]", "for: 3s", (ROOT / "prometheus" / "alerts.yml").read_text())
+    (folder / "alerts.yml").write_text(rules)
+    for file in folder.iterdir():
+        file.chmod(0o644)  # read by Prometheus's user in the container

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.stack.compose import PROJECT, Stack, booted
+from tests.stack.compose import PROJECT, Stack, booted, write_fast_prometheus_config
 from tests.support import ROOT, free_port
 
 pytestmark = pytest.mark.stack
@@ -19,10 +19,15 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """.env.example as a user copies it (local mode), two app replicas of two workers each."""
+    """.env.example as a user copies it (local mode), two app replicas of two workers each,
+    with the monitoring profile (its Prometheus on timings of seconds: monitoring.compose.yml)."""
     port = free_port()
+    prometheus_config = tmp_path_factory.mktemp("prometheus")
+    write_fast_prometheus_config(prometheus_config)
     overrides = {
         "HTTP_PORT": str(port),
+        "PROMETHEUS_PORT": str(free_port()),
+        "TEST_PROMETHEUS_CONFIG_DIR": str(prometheus_config),
         "APP_TAG": "e2e",  # own image tags: a developer's images stay as they are
         "GUNICORN_WORKERS": "2",
         # A subnet of its own: the TLS stack and the benchmark's run beside it.
@@ -31,7 +36,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "NGINX_EDGE_ADDRESS": "10.211.250.2",
     }
     env_file = tmp_path_factory.mktemp("stack") / "e2e.env"
-    with booted(Stack(PROJECT, env_file, port), overrides, scale=2) as running:
+    files = ("docker-compose.yml", "tests/stack/monitoring.compose.yml")
+    with booted(Stack(PROJECT, env_file, port, files, profiles=("monitoring",)), overrides, scale=2) as running:
         yield running
 
 

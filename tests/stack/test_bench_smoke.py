@@ -35,6 +35,7 @@ def test_bench_smoke_runs_every_scenario_and_writes_the_document(tmp_path: Path)
         "## 4. Idle",
         "## 5. Operations",
         "## 6. Background",
+        "## 7. What the metrics cost",
     ):
         assert section in doc
     assert (tmp_path / "benchmarks-latency.png").read_bytes().startswith(b"\x89PNG")
@@ -61,4 +62,8 @@ def test_bench_smoke_runs_every_scenario_and_writes_the_document(tmp_path: Path)
     assert all(mode["busy"]["samples"] > 0 for mode in tasks["modes"])
     assert tasks["pickups"] == 2
     assert tasks["jobs_per_second"] > 0
+    # The same load with the app's metrics on and off.
+    assert [row["metrics"] for row in figures["metrics"]["rows"]] == ["on", "off"]
+    assert all(row["hello"]["requests"] > 0 and row["hello"]["errors"] == 0 for row in figures["metrics"]["rows"])
+    assert all(row["fanout"]["lost"] == 0 for row in figures["metrics"]["rows"])
     assert not any(leftovers("mainkode-bench").values()), "the bench left its stack behind"

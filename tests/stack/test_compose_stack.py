@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -62,15 +63,15 @@ async def test_room_broadcast_crosses_replicas_and_worker_processes(stack: Stack
             await ws.close()
 
 
-def test_only_nginx_publishes_a_host_port(stack: Stack) -> None:
-    published: dict[str, list[int]] = {}
+def test_only_nginx_publishes_a_host_port_and_prometheus_on_loopback(stack: Stack) -> None:
+    published: dict[str, set[tuple[str, int]]] = {}
     for container in stack.containers():
-        publishers = container.get("Publishers") or []
-        ports = [p["PublishedPort"] for p in publishers if p.get("PublishedPort")]  # type: ignore[attr-defined]
+        publishers: list[dict[str, Any]] = container.get("Publishers") or []  # type: ignore[assignment]
+        ports = {(p["URL"], p["PublishedPort"]) for p in publishers if p.get("PublishedPort")}
         if ports:
-            published.setdefault(str(container["Service"]), []).extend(ports)
-    assert set(published) == {"nginx"}
-    assert set(published["nginx"]) == {stack.port}
+            published.setdefault(str(container["Service"]), set()).update(ports)
+    prometheus_port = int(stack.env_value("PROMETHEUS_PORT"))
+    assert published == {"nginx": {("127.0.0.1", stack.port)}, "prometheus": {("127.0.0.1", prometheus_port)}}
 
 
 def test_every_service_is_healthy_or_done(stack: Stack) -> None:

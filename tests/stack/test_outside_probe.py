@@ -102,9 +102,15 @@ def test_inline_styles_are_allowed_on_the_api_docs_page_only(stack: Stack) -> No
 CAPABILITY_BITS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "SETGID": 6, "SETUID": 7, "NET_BIND_SERVICE": 10}
 ALLOWED_CAPABILITIES = {
     "app": set(),
+    "worker": set(),
     "redis": set(),
     "nginx": {"CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"},
     "postgres": {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"},
+    # The monitoring profile.
+    "prometheus": set(),
+    "nginx-exporter": set(),
+    "postgres-exporter": set(),
+    "redis-exporter": set(),
 }
 
 
@@ -128,7 +134,7 @@ def test_every_service_has_least_privilege_and_limits(stack: Stack, service: str
     assert bounding & ~allowed == 0, f"{service} may hold capabilities {bounding:#x}"
 
 
-@pytest.mark.parametrize("service", ["app", "nginx"])
+@pytest.mark.parametrize("service", ["app", "nginx", "nginx-exporter"])
 def test_runtime_images_hold_no_setuid_binary_and_no_package_manager(stack: Stack, service: str) -> None:
     probe = "find / -xdev -perm /6000 -type f; for tool in pip pip3 apt apt-get dpkg; do command -v $tool; done"
     found = stack.compose("exec", "-T", service, "sh", "-c", probe, check=False).stdout.split()
@@ -138,8 +144,10 @@ def test_runtime_images_hold_no_setuid_binary_and_no_package_manager(stack: Stac
         assert no_pip.returncode != 0
 
 
-def test_only_nginx_has_a_network_with_a_route_out(stack: Stack) -> None:
-    for service in ("app", "postgres", "redis", "nginx"):
+def test_only_the_published_services_have_a_network_with_a_route_out(stack: Stack) -> None:
+    """nginx and, in the monitoring profile, Prometheus (a published port needs a network
+    that is not internal); nothing else."""
+    for service in ALLOWED_CAPABILITIES:
         for name in inspect(stack, service)["NetworkSettings"]["Networks"]:
             internal = subprocess.run(
                 ["docker", "network", "inspect", "--format", "{{.Internal}}", name],
@@ -147,7 +155,8 @@ def test_only_nginx_has_a_network_with_a_route_out(stack: Stack) -> None:
                 text=True,
                 check=True,
             ).stdout.strip()
-            assert internal == "true" or (service == "nginx" and name.endswith("_public")), (service, name)
+            published = service in ("nginx", "prometheus") and name.endswith("_public")
+            assert internal == "true" or published, (service, name)
 
 
 def test_the_app_believes_x_forwarded_for_from_nginx_alone(stack: Stack) -> None:
