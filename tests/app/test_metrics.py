@@ -10,7 +10,7 @@ from django.test import Client
 from prometheus_client import REGISTRY
 
 from core.groups import group_send
-from core.metrics import UNMATCHED
+from core.metrics import DB_POOL_CONNECTIONS, UNMATCHED, PoolStats
 from mainkode_example.asgi import application
 from tests.app.app_process import load_settings_and_run
 
@@ -120,3 +120,22 @@ def test_metrics_enabled_off_takes_the_metrics_out_of_requests_and_sockets(enabl
     assert result.returncode == 0, result.stderr
     middleware, socket_app = result.stdout.split()[-2:]
     assert (middleware == "True", socket_app == "SocketMetricsMiddleware") == (recorded, recorded)
+
+
+@pytest.mark.django_db
+def test_the_pool_gauges_are_read_at_most_once_a_second_from_a_thread_with_a_connection(client: Client) -> None:
+    PoolStats.read_at = 0.0
+    assert client.get("/api/rooms/").status_code == 200  # a query: this thread holds a pooled connection
+    size = value("app_db_pool_connections")
+    assert size >= 1
+    assert 0 <= value("app_db_pool_idle") <= size
+    assert value("app_db_pool_waiting") == 0
+
+    # Read within the second: the gauges are left as they are.
+    DB_POOL_CONNECTIONS.set(-1)
+    assert client.get("/api/rooms/").status_code == 200
+    assert value("app_db_pool_connections") == -1
+    # A second later (made so here), read again.
+    PoolStats.read_at -= 1.0
+    assert client.get("/api/rooms/").status_code == 200
+    assert value("app_db_pool_connections") >= 1

@@ -103,6 +103,12 @@ TASK_FIXTURES = (
 )
 
 
+def fixtures(stack: BenchStack) -> str:
+    """FIXTURES in the stack's database (again after section 5's cold start, which begins
+    from empty volumes); a new token of the bench user."""
+    return stack.compose("exec", "-T", "app", "python", "manage.py", "shell", "-c", FIXTURES).stdout.split()[-1]
+
+
 def machine(stack: BenchStack) -> dict[str, str]:
     def run(*args: str) -> str:
         return subprocess.run(args, capture_output=True, text=True, check=False).stdout.strip()
@@ -177,9 +183,7 @@ def main() -> int:
         try:
             print(f"bench: building and starting the stack (project mainkode-bench, port {stack.port})", flush=True)
             stack.up(STACK)
-            token = stack.compose("exec", "-T", "app", "python", "manage.py", "shell", "-c", FIXTURES).stdout.split()[
-                -1
-            ]
+            token = fixtures(stack)
             results["machine"] = machine(stack)
             scenarios: dict[str, Callable[[], object]] = {
                 "http": lambda: run_http(stack, workers, plan),
@@ -189,7 +193,7 @@ def main() -> int:
                 "socket_memory": lambda: run_socket_memory(stack, plan),
                 "ops": lambda: run_ops(stack),
                 "tasks": lambda: run_tasks(stack, plan),
-                "metrics": lambda: run_metrics(stack, token, plan),
+                "metrics": lambda: run_metrics(stack, fixtures(stack), plan),
             }
             if unknown := only - scenarios.keys():
                 raise SystemExit(f"bench: no scenario {', '.join(sorted(unknown))} (known: {', '.join(scenarios)})")
@@ -201,7 +205,7 @@ def main() -> int:
                 except Exception as error:
                     results["failed"] = {**results.get("failed", {}), name: repr(error)[:2000]}  # type: ignore[dict-item]
                     print(f"bench: scenario {name} failed: {error!r}", flush=True)
-                    stack.serve(STACK)  # a known state for the next one
+                    stack.serve(STACK, force=True)  # a known state for the next one
         finally:
             stack.down()
     results["took_seconds"] = time.monotonic() - started
@@ -228,7 +232,7 @@ def run_metrics(stack: BenchStack, token: str, plan: dict[str, Any]) -> dict[str
     receivers = max(plan["receivers"])
     rows = []
     for metrics in ("on", "off") * plan["repeats"]:
-        stack.serve(STACK, METRICS_ENABLED="true" if metrics == "on" else "false")
+        stack.serve(STACK, env={} if metrics == "on" else {"METRICS_ENABLED": "false"})  # on: the default
         http_load.wrk(f"{stack.http}/api/hello/", 16, 1 if plan["seconds"] < 2 else 3)  # warm-up
         hello = http_load.median_of(
             [http_load.wrk(f"{stack.http}/api/hello/", connections, plan["seconds"]) for _ in range(plan["repeats"])]
@@ -247,7 +251,6 @@ def run_metrics(stack: BenchStack, token: str, plan: dict[str, Any]) -> dict[str
         )
         rows.append({"metrics": metrics, "hello": asdict(hello), "fanout": asdict(fanout)})
         print(f"bench: metrics {metrics}: hello {hello}, fan-out {fanout}", flush=True)
-    stack.serve(STACK)
     return {"connections": connections, "receivers": receivers, "rows": rows}
 
 
@@ -269,8 +272,12 @@ def run_tasks(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
     code = TASK_FIXTURES.format(large=plan["export_messages"], small=100, users=users)
     tokens = stack.compose("exec", "-T", "app", "python", "manage.py", "shell", "-c", code).stdout.split()[-users:]
     modes = []
-    for mode, inline in (("worker service", "false"), ("inline in the request (TASKS_INLINE=true)", "true")):
-        stack.serve(STACK, TASKS_INLINE=inline)
+    modes_env: list[tuple[str, dict[str, str]]] = [
+        ("worker service", {}),
+        ("inline in the request (TASKS_INLINE=true)", {"TASKS_INLINE": "true"}),
+    ]
+    for mode, env in modes_env:
+        stack.serve(STACK, env=env)
         askers = tokens[: plan["exports"]]
         run = tasks.under_exports(stack.http, stack.ws, "bench-export", askers, plan["task_idle_seconds"])
         found = asyncio.run(run)
@@ -311,7 +318,7 @@ def run_http(stack: BenchStack, workers: int, plan: dict[str, Any]) -> list[dict
     rows = []
     endpoints = {"hello": "/api/hello/", "messages (Postgres)": "/api/rooms/bench/messages/"}
     for name, command, replicas, env in servers(workers):
-        switch = stack.serve(command, replicas, **env)
+        switch = stack.serve(command, replicas, env)
         print(f"bench: {name} up in {switch:.1f} s", flush=True)
         http_load.wrk(f"{stack.http}/api/hello/", 16, 1 if plan["seconds"] < 2 else 3)  # warm-up
         for endpoint, path in endpoints.items():
@@ -350,14 +357,13 @@ def run_http(stack: BenchStack, workers: int, plan: dict[str, Any]) -> list[dict
             }
         )
         print(f"bench: nginx alone c={connections}: {result}", flush=True)
-    stack.serve(STACK)
     return rows
 
 
 def run_fanout(stack: BenchStack, token: str, plan: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for backend in ("core", "pubsub"):
-        stack.serve(STACK, CHANNEL_LAYER_BACKEND=backend)
+        stack.serve(STACK, env={"CHANNEL_LAYER_BACKEND": backend})
         for receivers in plan["receivers"]:
             for via in ("rest", "socket"):
                 run = sockets.fanout(
@@ -373,11 +379,12 @@ def run_fanout(stack: BenchStack, token: str, plan: dict[str, Any]) -> list[dict
                 result = asyncio.run(run)
                 rows.append({"layer": backend, "via": via, **asdict(result)})
                 print(f"bench: fan-out {backend} via {via}: {result}", flush=True)
-    stack.serve(STACK)
     return rows
 
 
 def run_capacity(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
+    stack.serve(STACK)
+
     async def measure() -> dict[str, Any]:
         app_before, nginx_before = stack.rss_kib("app", "gunicorn"), stack.nginx_rss_kib()
         result, held = await sockets.hold_idle_sockets(stack.nginx_ws_direct(), plan["idle_sockets"])
@@ -399,6 +406,7 @@ def run_capacity(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
 def run_socket_memory(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
     """tests/bench/socket_memory.py in a one-off container of the app image, on the stack's
     network (its Redis)."""
+    stack.serve(STACK)  # the image's configuration, for the one-off container's too
     script = Path(__file__).with_name("socket_memory.py")
     out = stack.compose(
         "run",
@@ -432,6 +440,7 @@ def run_profile(stack: BenchStack, token: str, plan: dict[str, Any]) -> list[dic
         thread.join()
         return {"load": load, "top": top, "error": why}
 
+    stack.serve(STACK)
     seconds = plan["profile_seconds"]
     profiles = [
         sample(f"wrk, 64 connections, `{path}`", partial(http_load.wrk, f"{stack.http}{path}", 64, seconds + 4), 2)
@@ -440,17 +449,20 @@ def run_profile(stack: BenchStack, token: str, plan: dict[str, Any]) -> list[dic
     # A message posted every 0.25 s to a room of the largest fan-out, for longer than the
     # sampling, which starts once the receivers are connected (a few seconds).
     receivers = max(plan["receivers"])
+    connecting = 6.0 if receivers >= 1000 else 2.0  # seconds until every receiver is connected
     fanout = sockets.fanout(
         stack.http,
         stack.ws,
         "fanout-core",
         token,
         receivers=receivers,
-        messages=int((seconds + 10) / 0.25),
+        messages=int((seconds + connecting + 4) / 0.25),
         via="rest",
         app_cpu_seconds=stack.app_cpu_seconds,
     )
-    profiles.append(sample(f"fan-out to {receivers} sockets, a post every 0.25 s", partial(asyncio.run, fanout), 6))
+    profiles.append(
+        sample(f"fan-out to {receivers} sockets, a post every 0.25 s", partial(asyncio.run, fanout), connecting)
+    )
     return profiles
 
 

@@ -54,7 +54,7 @@ def cold_up(stack: BenchStack, command: str) -> tuple[float, list[tuple[float, s
     initdb, migrations, every healthcheck green). Returns its seconds and its timeline:
     when each service's container was created, started, healthy or exited, in seconds
     from the `up` (Docker's own container events). Leaves the bench stack up again."""
-    stack.server_env = {"BENCH_APP_COMMAND": command}
+    stack.server_env, stack.replicas = {"BENCH_APP_COMMAND": command}, 1
     stack.compose("down", "--volumes", "--remove-orphans")
     since = time.time()
     started = time.monotonic()

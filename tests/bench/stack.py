@@ -37,6 +37,7 @@ class BenchStack(OnLoopback):
     port: int = field(default_factory=free_port)
     ceiling_port: int = field(default_factory=free_port)
     server_env: dict[str, str] = field(default_factory=dict)
+    replicas: int = 1
 
     @property
     def env_file(self) -> Path:
@@ -85,9 +86,16 @@ class BenchStack(OnLoopback):
             raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
-    def serve(self, command: str, replicas: int = 1, **env: str) -> float:
-        """(Re)start the app service under `command`; seconds until every replica is healthy."""
-        self.server_env = {"BENCH_APP_COMMAND": command, **env}
+    def serve(
+        self, command: str, replicas: int = 1, env: dict[str, str] | None = None, *, force: bool = False
+    ) -> float:
+        """(Re)start the app service under `command` with `env` (compose's variables);
+        seconds until every replica is healthy. Nothing to do (0 s) if it already runs so,
+        unless `force`."""
+        wanted = {"BENCH_APP_COMMAND": command, **(env or {})}
+        if not force and wanted == self.server_env and replicas == self.replicas:
+            return 0.0
+        self.server_env, self.replicas = wanted, replicas
         started = time.monotonic()
         self.compose("up", "--detach", "--wait", "--no-deps", "--scale", f"app={replicas}", "--force-recreate", "app")
         took = time.monotonic() - started
@@ -110,7 +118,7 @@ class BenchStack(OnLoopback):
                 time.sleep(0.05)
 
     def up(self, command: str) -> None:
-        self.server_env = {"BENCH_APP_COMMAND": command}
+        self.server_env, self.replicas = {"BENCH_APP_COMMAND": command}, 1
         self.compose("down", "--volumes", "--remove-orphans", check=False)
         self.compose("up", "--detach", "--wait", "--build")
 
