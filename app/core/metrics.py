@@ -1,9 +1,9 @@
 """The app's Prometheus metrics (prometheus-client): every one is named here, and the
 code that moves each is here too (HTTP: a Django middleware, so both HTTP paths of asgi.py
 count; WebSockets: an ASGI middleware; the channel layer: core.groups.group_send; the
-Postgres pool: read after a request, at most once a second; tasks: the task_finished signal), except the task
-queue's state, which the worker service reads from Postgres at each scrape
-(core/worker.py).
+Postgres pool: read after a request, at most once a second; tasks: the task_finished
+signal), except the task queue's state, which the worker service reads from Postgres at
+each scrape (core/worker.py).
 
 Every process writes its values to files in PROMETHEUS_MULTIPROC_DIR (prometheus-client's
 multiprocess mode: set before Python starts, the image's ENV); the Gunicorn master merges
