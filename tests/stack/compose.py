@@ -76,8 +76,10 @@ class Stack(OnLoopback):
 
 
 def error_lines(lines: list[str]) -> list[str]:
-    """nginx's error and warning lines among `lines`, the last 20: for failure messages."""
-    return [line for line in lines if "[error]" in line or "[warn]" in line][-20:]
+    """nginx's error and warning lines among `lines`, for failure messages: the first 10
+    (what began it) and the last 10."""
+    found = [line for line in lines if "[error]" in line or "[warn]" in line]
+    return found if len(found) <= 20 else [*found[:10], f"... {len(found) - 20} more ...", *found[-10:]]
 
 
 def json_records(lines: list[str]) -> list[dict[str, object]]:
