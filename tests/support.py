@@ -168,8 +168,9 @@ def nginx_defaults() -> dict[str, str]:
 
 
 def nginx_derived() -> set[str]:
-    """Variables nginx/defaults.envsh computes from others (e.g. the server names)."""
-    return set(re.findall(r"^([A-Z][A-Z0-9_]+)=\$\(", (ROOT / "nginx" / "defaults.envsh").read_text(), re.MULTILINE))
+    """Variables nginx/defaults.envsh computes from others (e.g. the server names): its
+    top-level assignments."""
+    return set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / "nginx" / "defaults.envsh").read_text(), re.MULTILINE))
 
 
 def variables_nginx_derives_from() -> set[str]:
