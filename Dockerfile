@@ -8,6 +8,10 @@
 #   proxy       -> nginx with its config templates and the collected static files
 #   exporters   -> Debian's Prometheus exporters for nginx, Postgres and Redis (the
 #                  monitoring profile of docker-compose.yml)
+#   tests-core  -> the test toolchain for lint and the app and Kubernetes layers: the dev
+#                  lock's tools, the Docker CLI with Compose and buildx, git
+#   tests       -> tests-core + Node with the npm lock's tools, chromium, wrk, testssl.sh
+#                  (scripts/toolchain runs the suite in it; never deployed)
 # Build: `docker compose build` (both), or `docker build --target app .`.
 
 ARG PYTHON_IMAGE=python:3.13-slim
@@ -20,12 +24,16 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 # Only the lock file first: editing app code reuses this layer and skips the install.
-# binutils: `strip`, used below and left behind in this stage. Not version-pinned: Debian's
-# archive serves only the current version, so a pin breaks the build at the next point
-# release; the tool only strips, it ends up in no runtime layer.
+# binutils: `strip`, used below; gcc and libpq-dev: psycopg's C implementation, built
+# against Debian's libpq (docs/design.md: Images); Python's headers where the base image
+# lacks them (a Python built by Debian). All left behind in this stage. Not
+# version-pinned: Debian's archive serves only the current version, so a pin breaks the
+# build at the next point release.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install --yes --no-install-recommends binutils \
+    && apt-get install --yes --no-install-recommends binutils gcc libc6-dev libpq-dev \
+    && { [ -f "$(python -c 'import sysconfig; print(sysconfig.get_path("include"))')/Python.h" ] \
+         || apt-get install --yes --no-install-recommends "python$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')-dev"; } \
     && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt /tmp/requirements.txt
 # Then, to keep the runtime image small (docs/design.md: Images): no pip in the venv; no
@@ -77,7 +85,12 @@ ENV PATH=/opt/venv/bin:$PATH \
 # Nothing at run time installs software or changes identity: no pip (the base image's
 # own), no package manager binaries (dpkg's database stays, for image scanners), no setuid
 # or setgid bit. Then the user the app runs as.
-RUN python -m pip uninstall --yes --quiet pip \
+# libpq5: Debian's libpq for psycopg (updated with the base image, unlike a bundled copy).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends libpq5 \
+    && rm -rf /var/lib/apt/lists/* \
+    && python -m pip uninstall --yes --quiet pip \
     && rm -f /usr/bin/apt* /usr/bin/dpkg* \
     && find / -xdev -perm /6000 -type f -exec chmod a-s {} + \
     && groupadd --system --gid 10001 app \
@@ -135,3 +148,48 @@ RUN apt-get update \
     && prometheus-nginx-exporter --version && prometheus-postgres-exporter --version \
     && prometheus-redis-exporter --version
 USER 65534:65534
+
+# --- tests-core, tests (scripts/toolchain; never deployed) ---------------------------------
+# Everything the test suite drives, so a machine needs only Docker and git to run it
+# (docs/design.md: Tests). The container it runs in shares the host's network, process
+# table, /tmp and Docker engine, and sees the checkout at its host path
+# (tests/toolchain.compose.yml). Debian packages are not version-pinned, as above; the
+# Python and npm tools come from their lock files.
+FROM ${PYTHON_IMAGE} AS tests-core
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+# The Docker CLI with the Compose and buildx plugins talks to the host's engine; git reads
+# the checkout, owned by another user than the container's root (safe.directory).
+# libpq-dev: the app's libpq, and pg_config for scripts/lock (psycopg's C build).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends docker-cli docker-compose docker-buildx git openssl libpq-dev \
+    && rm -rf /var/lib/apt/lists/* \
+    && git config --system --add safe.directory '*' \
+    && docker compose version && docker buildx version
+# The app's venv (psycopg compiled there), with pip back for the dev lock's tools.
+COPY --from=python-deps /opt/venv /opt/venv
+COPY requirements-dev.txt /tmp/
+# hadolint ignore=DL3013
+RUN /opt/venv/bin/python -m ensurepip --default-pip \
+    && /opt/venv/bin/pip install --quiet -r /tmp/requirements-dev.txt \
+    && /opt/venv/bin/kubectl version --client=true --output=yaml >/dev/null
+# Caches and bytecode stay out of the checkout (the container runs as root).
+ENV PATH=/opt/venv/bin:$PATH \
+    MAINKODE_TOOLCHAIN=tests-core \
+    PYTHONDONTWRITEBYTECODE=1 \
+    RUFF_CACHE_DIR=/root/.cache/ruff \
+    MYPY_CACHE_DIR=/root/.cache/mypy
+
+FROM tests-core AS tests
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends chromium nodejs npm wrk testssl.sh \
+    && rm -rf /var/lib/apt/lists/*
+# Node resolves the tests' imports from any parent folder's node_modules: /node_modules
+# serves every script under the checkout, wherever it is.
+COPY tests/package.json tests/package-lock.json /
+RUN npm ci --prefix / --no-audit --no-fund --loglevel=error
+ENV PATH=/node_modules/.bin:$PATH \
+    CHROMIUM=/usr/bin/chromium \
+    MAINKODE_TOOLCHAIN=tests

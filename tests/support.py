@@ -32,7 +32,7 @@ REQUIRED_VARIABLES = (
 # uses the replicas that run now, and no longer the ones that stopped.
 NGINX_RESOLVE_SECONDS = 3
 HELLO_BODY = b'{"message": "Hello from DRF with Uvicorn!"}'
-WSCAT = ROOT / "tests" / "node_modules" / ".bin" / "wscat"
+WSCAT = "wscat"  # the npm lock's, on the test toolchain's PATH (Dockerfile: tests)
 
 
 class OnLoopback:

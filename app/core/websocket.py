@@ -33,6 +33,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from knox.auth import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
+from core import parsers
 from core.groups import CHANNEL_LAYER_ERRORS, GroupHub, Inbox, hub, new_inbox
 
 logger = logging.getLogger(__name__)
@@ -232,11 +233,13 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
         if text_data is None:
             raise FrameError("binary_not_supported", "Send text frames holding JSON.")
         try:
-            content = json.loads(text_data)
+            content = parsers.loads(text_data)
         except json.JSONDecodeError:
             raise FrameError("invalid_json", f"Frame is not JSON; send {self.frame_example}.") from None
-        except RecursionError:  # json's answer to brackets nested past the recursion limit
-            raise FrameError("invalid_json", f"Frame is nested too deeply; send {self.frame_example}.") from None
+        except parsers.NestedTooDeeply:
+            raise FrameError(
+                "invalid_json", f"Frame is nested too deeply (at most {parsers.MAX_JSON_DEPTH} levels)."
+            ) from None
         if not isinstance(content, dict):
             raise FrameError("invalid_frame", f"Frame must be a JSON object like {self.frame_example}.")
         return content

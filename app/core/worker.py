@@ -304,10 +304,11 @@ class TaskWorker(Worker):
                 logger.warning("task %s: its result was not recorded (outage); queued again", result.id)
 
 
-def run(max_tasks: int | None = None) -> None:
+def run(max_tasks: int | None = None, handle_signals: bool = True) -> None:
     """The worker service's process: the heartbeat first (so no task is ever claimed by a
     worker others cannot see), then the task loop until SIGTERM, which lets the running
-    task finish (the service's stop grace period covers it) and claims no other."""
+    task finish (the service's stop grace period covers it) and claims no other.
+    `handle_signals=False`: another thread owns them (run_worker --reload)."""
     worker_id = f"{socket.gethostname()[:40]}-{os.getpid()}-{get_random_string(8)}"
     heartbeat = Heartbeat(worker_id)
     while True:
@@ -327,7 +328,8 @@ def run(max_tasks: int | None = None) -> None:
         worker_id=worker_id,
         excluded_queue_names=[],
     )
-    worker.configure_signals()
+    if handle_signals:
+        worker.configure_signals()
     logger.info("worker %s started", worker_id)
     try:
         worker.run()

@@ -20,11 +20,17 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from chat.models import Message, Room
+from core.parsers import MAX_JSON_DEPTH
 from core.throttling import LoginThrottle
 from mainkode_example.asgi import application
 
 NESTED = "[" * 100_000 + "]" * 100_000  # 200 kB: past Python's recursion limit
 NESTED_FRAME = "[" * 30_000 + "]" * 30_000  # 60 kB: under the 64 KiB frame limit
+
+
+def nested(key: str, levels: int) -> str:
+    """`{key: [[...]]}`: arrays inside an object, `levels` deep in all."""
+    return f'{{"{key}": {"[" * (levels - 1)}{"]" * (levels - 1)}}}'
 
 
 # --- brute force -------------------------------------------------------------------------------
@@ -84,6 +90,35 @@ def test_nested_json_to_the_messages_endpoint_is_a_400(alice_api: APIClient, lob
     response = alice_api.post("/api/rooms/lobby/messages/", NESTED, content_type="application/json")
     assert response.status_code == 400
     assert lobby.messages.count() == 0
+
+
+@pytest.mark.django_db
+def test_json_at_the_depth_limit_is_parsed_and_one_level_more_is_a_400(alice_api: APIClient, lobby: Room) -> None:
+    """The limit is ours (core/parsers.py), not the interpreter's recursion limit."""
+    url = "/api/rooms/lobby/messages/"
+    at_limit = alice_api.post(url, nested("body", MAX_JSON_DEPTH), content_type="application/json")
+    assert at_limit.status_code == 400
+    assert "body" in at_limit.json(), at_limit.json()  # parsed: the serializer's answer
+    past = alice_api.post(url, nested("body", MAX_JSON_DEPTH + 1), content_type="application/json")
+    assert past.status_code == 400
+    assert past.json()["detail"] == f"JSON parse error - nested too deeply (at most {MAX_JSON_DEPTH} levels)."
+    assert lobby.messages.count() == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("channel_layer")
+async def test_a_frame_at_the_depth_limit_is_parsed_and_one_level_more_is_refused() -> None:
+    ws = WebsocketCommunicator(application, "/ws/chat/lobby/")
+    accepted, _ = await ws.connect()
+    assert accepted
+    await ws.send_to(text_data=nested("message", MAX_JSON_DEPTH))
+    assert (await ws.receive_json_from(timeout=5))["error"] == "invalid_frame"  # parsed: not a text message
+    await ws.send_to(text_data=nested("message", MAX_JSON_DEPTH + 1))
+    reply = await ws.receive_json_from(timeout=5)
+    detail = f"Frame is nested too deeply (at most {MAX_JSON_DEPTH} levels)."
+    assert reply == {"error": "invalid_json", "detail": detail}
+    await ws.disconnect()
 
 
 @pytest.mark.asyncio

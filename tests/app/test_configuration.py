@@ -217,3 +217,16 @@ def test_env_example_shows_nginx_defaults_as_they_are(name: str) -> None:
     if name in COMPOSE_OWNED_DEFAULTS or name in SET_BY_COMPOSE or name in SET_BY_OTHER_DEPLOYMENTS:
         return  # compose passes its own value (the published port, the TLS switch)
     assert f"# {name}={nginx_defaults()[name]}\n" in example
+
+
+def test_in_development_every_service_of_the_app_image_runs_the_mounted_source_and_reloads() -> None:
+    """docker-compose.dev.yml: each service that runs the app's code sees ./app, and each
+    long-running one restarts when it changes (`--reload`); migrate runs once."""
+    production = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    development = yaml.safe_load((ROOT / "docker-compose.dev.yml").read_text())["services"]
+    of_the_app = [name for name, service in production.items() if service.get("build", {}).get("target") == "app"]
+    assert {"app", "worker", "migrate"} <= set(of_the_app)
+    for name in of_the_app:
+        assert "./app:/app:ro" in development.get(name, {}).get("volumes", []), name
+        if name != "migrate":
+            assert "--reload" in development[name].get("command", []), name

@@ -1,14 +1,18 @@
 """Background tasks with real processes: Gunicorn with 2 UvicornWorker processes and the
 worker service's own process (`manage.py run_worker`), on the test Postgres and Redis. An
 export's event reaches a socket held by another process; the worker's channel-layer sends
-reuse their Redis connections; a worker killed mid-task has its task run by another."""
+reuse their Redis connections; a worker killed mid-task has its task run by another; with
+--reload (development) the worker restarts on a code change."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,7 +53,7 @@ def database() -> psycopg.Connection[Any]:
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     workers: list[subprocess.Popen[bytes]] = []
 
-    def start(**extra_env: str) -> subprocess.Popen[bytes]:
+    def start(*args: str, app_dir: Path = APP_DIR, **extra_env: str) -> subprocess.Popen[bytes]:
         name = f"worker-{len(workers)}"
         # METRICS_PORT 0 (not served) unless a test asks: two workers cannot share a port.
         env = {
@@ -60,8 +64,14 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[byte
             **extra_env,
         }
         log = (tmp_path / f"{name}.log").open("wb")
+        # A session of its own: a reloading worker's child goes with it (os.killpg below).
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "run_worker"], cwd=APP_DIR, env=env, stdout=log, stderr=log
+            [sys.executable, "manage.py", "run_worker", *args],
+            cwd=app_dir,
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         workers.append(process)
         deadline = time.monotonic() + 30
@@ -73,8 +83,8 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[byte
 
     yield start
     for process in workers:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
     for process in workers:
         assert process.wait(timeout=30) in (0, -signal.SIGKILL), "a worker did not stop cleanly on SIGTERM"
 
@@ -230,3 +240,32 @@ def test_a_worker_killed_mid_task_has_its_task_run_again_by_another(
     assert len(worker_ids) == 2, worker_ids  # run twice: on the killed worker, then on the new one
     check_contents(server, token, status, slug)
     print(f"killed mid-task; finished by the second worker {took:.1f} s later (WORKER_LOST_AFTER=3)")
+
+
+def test_a_reloading_worker_restarts_when_the_code_changes(
+    start_worker: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """`run_worker --reload`, as docker-compose.dev.yml runs it: an edit to a module the
+    worker imported starts a new worker process, which takes up the heartbeat."""
+    app = tmp_path / "app"
+    shutil.copytree(APP_DIR, app, ignore=shutil.ignore_patterns("__pycache__"))
+    worker = start_worker("--reload", app_dir=app)
+    log = tmp_path / "worker-0.log"
+
+    def started() -> list[str]:
+        return re.findall(r"worker (\S+) started", log.read_text())
+
+    deadline = time.monotonic() + 30
+    while not started():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    time.sleep(1.5)  # the reloader has read every module's modification time once
+    tasks = app / "chat" / "tasks.py"
+    tasks.write_text(tasks.read_text() + "\n# edited\n")
+    deadline = time.monotonic() + 30
+    while len(started()) < 2:
+        assert time.monotonic() < deadline, f"no restart after the edit: {log.read_text()[-3000:]}"
+        time.sleep(0.1)
+    first, second = started()[:2]
+    assert first != second
+    assert worker.poll() is None, "the reloading process itself exited"

@@ -1,12 +1,14 @@
 """Background tasks in the compose stack: an export asked for through nginx is built by the
 worker service, announced on the requester's socket and downloaded; a Postgres outage
-pauses the worker, which then builds every export queued, with no restart."""
+pauses the worker, which then builds every export queued, with no restart; a deploy
+replaces the worker, whose running task finishes, and loses no queued one."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
 import json
+import subprocess
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +20,7 @@ from websockets.typing import Subprotocol
 
 from tests.stack.clients import SUBPROTOCOL
 from tests.stack.compose import Stack, create_room
+from tests.support import ROOT
 
 pytestmark = pytest.mark.stack
 
@@ -111,3 +114,92 @@ def test_a_postgres_outage_pauses_the_worker_and_loses_no_queued_export(stack: S
     while httpx.get(f"{stack.http}/readyz").status_code != 200:
         assert time.monotonic() < wait_for_ready
         time.sleep(0.5)
+
+
+def psql(stack: Stack) -> list[str]:
+    return [
+        "docker", "compose", *stack.flags(), "exec", "-T", "postgres",
+        "psql", "--username", stack.env_value("POSTGRES_USER"), "--dbname", stack.env_value("POSTGRES_DB"),
+        "--no-align", "--tuples-only", "--quiet", "--set", "ON_ERROR_STOP=1",
+    ]  # fmt: skip
+
+
+def runs_of(stack: Stack, export_id: str) -> int:
+    """How many workers ran the export's task (django-tasks-db records each one)."""
+    query = (
+        "SELECT jsonb_array_length(t.worker_ids) FROM django_tasks_database_dbtaskresult t"
+        " JOIN chat_roomexport e ON e.task_id = t.id::text WHERE e.id = :'export'"
+    )
+    command = [*psql(stack), "--set", f"export={export_id}"]
+    result = subprocess.run(command, input=query, cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.strip())
+
+
+def test_a_deploy_rolls_the_worker_its_running_task_finishes_and_no_queued_task_is_lost(
+    stack: Stack, token: str
+) -> None:
+    """scripts/deploy while the worker runs an export (held mid-build by a lock on the
+    messages table, released once the deploy is stopping that worker) and another waits."""
+    slug = create_room(stack, token)
+    posted = post_messages(stack, token, slug, 3)
+    old_workers = set(stack.compose("ps", "--quiet", "worker").stdout.split())
+    headers = {"Authorization": f"Token {token}"}
+    lock = subprocess.Popen(
+        psql(stack), cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert lock.stdin is not None
+    assert lock.stdout is not None
+    deploy: subprocess.Popen[str] | None = None
+    output: list[str] = []
+    try:
+        lock.stdin.write("BEGIN; LOCK TABLE chat_message IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
+        lock.stdin.flush()
+        assert lock.stdout.readline().strip() == "locked"
+        running = httpx.post(f"{stack.http}/api/rooms/{slug}/exports/", headers=headers).json()
+        status = {"status": "queued"}
+        deadline = time.monotonic() + 30
+        while status["status"] != "running":
+            assert time.monotonic() < deadline, f"the worker did not start the export: {status}"
+            time.sleep(0.2)
+            status = httpx.get(f"{stack.http}{running['url']}", headers=headers).json()
+        queued = httpx.post(f"{stack.http}/api/rooms/{slug}/exports/", headers=headers).json()
+        deploy = subprocess.Popen(
+            ["scripts/deploy"],
+            cwd=ROOT,
+            env={**stack.env(), "COMPOSE": " ".join(stack.flags())},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert deploy.stdout is not None
+        for line in deploy.stdout:
+            output.append(line)
+            if line.startswith("deploy: stopping old worker"):
+                break
+        else:
+            pytest.fail(f"the deploy stopped no worker: {''.join(output)}")
+        time.sleep(3)  # the old worker has its SIGTERM, mid-task
+        still = httpx.get(f"{stack.http}{running['url']}", headers=headers).json()
+        assert still["status"] == "running", still
+    finally:
+        lock.communicate("COMMIT;\n", timeout=30)
+        if deploy is not None:
+            rest, _ = deploy.communicate(timeout=600)
+            output.append(rest)
+    assert deploy.returncode == 0, "".join(output)
+    new_workers = set(stack.compose("ps", "--quiet", "worker").stdout.split())
+    assert new_workers
+    assert not new_workers & old_workers, (old_workers, new_workers)
+    app = stack.compose("ps", "--quiet", "app").stdout.split()[:1]
+    images = subprocess.run(
+        ["docker", "inspect", "--format", "{{.Image}}", *app, *new_workers], capture_output=True, text=True, check=True
+    )
+    assert len(set(images.stdout.split())) == 1, "the new worker runs another image than the app"
+    for export in (running, queued):
+        status = wait_for_status(stack, token, export["url"], within=90)
+        assert status["status"] == "succeeded", status
+        assert downloaded_rows(stack, token, status) == posted
+    assert runs_of(stack, running["id"]) == 1  # finished by the worker that was stopping
+    assert runs_of(stack, queued["id"]) == 1
+    print(f"deploy with a running export: {''.join(output).count('deploy:')} steps, both exports built once")
