@@ -1,6 +1,6 @@
 """JSON nested deeper than MAX_JSON_DEPTH is refused, in request bodies (a 400 like any
 other malformed JSON) and in socket frames (core/websocket.py), whatever the interpreter's
-own recursion limit (docs/design.md: Input limits)."""
+own recursion limit (docs/design.md: Security and configuration)."""
 
 from __future__ import annotations
 
