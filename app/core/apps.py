@@ -12,7 +12,8 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
-        from core import checks, error_tracking  # noqa: F401, PLC0415 (checks: registers the system checks)
+        # checks and openapi register the system checks and the schema's token scheme.
+        from core import checks, error_tracking, openapi  # noqa: F401, PLC0415
 
         error_tracking.init()
 

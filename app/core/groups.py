@@ -41,13 +41,18 @@ GROUP_KEY = "__group__"
 # What every member's inbox gets when the hub lost the layer.
 CHANNEL_LAYER_FAILED: dict[str, Any] = {"type": "channel_layer.failed"}
 
-Inbox = asyncio.Queue[dict[str, Any]]
+
+class Inbox(asyncio.Queue[dict[str, Any]]):
+    """A socket's events, in order. `overflowed`: it was full once (its client reads too
+    slowly); it gets no group event after that, and its consumer closes the socket."""
+
+    overflowed = False
 
 
 def new_inbox() -> Inbox:
     """A socket's inbox: at most as many events wait in it as the layer lets wait for one
     channel (CHANNEL_LAYER_CAPACITY); the pubsub layer has no such bound."""
-    return asyncio.Queue(maxsize=getattr(get_channel_layer(), "capacity", 1000))
+    return Inbox(maxsize=getattr(get_channel_layer(), "capacity", 1000))
 
 
 def group_event(group: str, message: dict[str, Any]) -> dict[str, Any]:
@@ -173,12 +178,16 @@ class GroupHub:
 
 
 def deliver(inbox: Inbox, event: dict[str, Any]) -> None:
-    try:
-        inbox.put_nowait(event)
-    except asyncio.QueueFull:
-        # The socket's client reads slower than the room writes: like channels_redis for
-        # a full channel, the event is dropped for this socket alone.
-        logger.warning("A socket's inbox is full; a %s event was dropped for it", event.get("type"))
+    """`event` into the inbox; once it was full, dropped and counted (one log line per
+    socket: a reader that never reads must not fill the log)."""
+    if not inbox.overflowed:
+        try:
+            inbox.put_nowait(event)
+            return
+        except asyncio.QueueFull:
+            inbox.overflowed = True
+            logger.warning("A socket's inbox is full (its client reads too slowly): it gets no more events, and closes")
+    metrics.SOCKET_EVENTS_DROPPED.inc()
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupHub] = weakref.WeakKeyDictionary()

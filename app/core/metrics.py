@@ -40,7 +40,7 @@ TASK_DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 SOCKET_LIFETIME_BUCKETS = (1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 14400.0, 86400.0)
 # The close codes worth a series of their own; any other is "other" (clients choose
 # codes 3000-4999 freely, and a label value per code would be unbounded).
-CLOSE_CODES = {1000, 1001, 1005, 1006, 1008, 1009, 1011, 1012, 1013, 4403, 4404}
+CLOSE_CODES = {1000, 1001, 1005, 1006, 1008, 1009, 1011, 1012, 1013, 4403, 4404, 4408}
 # The route label of a request no URL pattern matched (a 404, or answered before routing).
 UNMATCHED = "<unmatched>"
 
@@ -72,6 +72,9 @@ SOCKET_DURATION = Histogram(
 )
 FRAMES_RECEIVED = Counter("app_websocket_frames_received", "WebSocket frames from clients, by route.", ["route"])
 FRAMES_SENT = Counter("app_websocket_frames_sent", "WebSocket frames to clients, by route.", ["route"])
+SOCKET_EVENTS_DROPPED = Counter(
+    "app_websocket_events_dropped", "Group events dropped for sockets whose client read too slowly (closed with 4408)."
+)
 
 GROUP_SENDS = Counter("app_channel_layer_group_sends", "Messages sent to a group through the channel layer.")
 GROUP_SEND_FAILURES = Counter("app_channel_layer_group_send_failures", "Group sends that raised (Redis gone).")

@@ -30,10 +30,10 @@ from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
-from knox.auth import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from core import parsers
+from core.authentication import TokenAuthentication
 from core.groups import CHANNEL_LAYER_ERRORS, GroupHub, Inbox, hub, new_inbox
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 # Application close codes (4000-4999 are free for applications), after HTTP's statuses.
 CLOSE_INVALID_TOKEN = 4401
 CLOSE_NOT_FOUND = 4404
+# Its client read too slowly: its inbox filled up (core.groups.Inbox). After 408, Request
+# Timeout; the client reconnects and fetches what it missed.
+CLOSE_TOO_SLOW = 4408
 # RFC 6455's registry: Try Again Later, a temporary condition. The socket's channel layer
 # (Redis) failed; the client reconnects after a pause and fetches what it missed.
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -163,6 +166,9 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
         try:
             while True:
                 await self.dispatch(await next_message())
+                if self.inbox.overflowed:
+                    await self.close(code=CLOSE_TOO_SLOW)
+                    break
         except StopConsumer:
             pass
         except OSError:  # a send to a client already gone (the ASGI spec: an OSError); it is over

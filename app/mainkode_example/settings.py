@@ -89,6 +89,7 @@ MIDDLEWARE = [
     # Second: counts and times every request that gets past liveness (core/metrics.py).
     "core.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "core.middleware.NoStoreWithCredentialsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -269,7 +270,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "core.api_errors.exception_handler",
     # Token first: an anonymous write gets 401 with WWW-Authenticate, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "knox.auth.TokenAuthentication",
+        "core.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # Login attempts per client address (core.auth.LoginThrottle): brute force gets 429.
@@ -392,4 +393,7 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "stream": "ext://sys.stdout"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # A 4xx is the client's doing and is in the access log already: django.request writes
+    # only server errors (anyone could otherwise fill the log with WARNING lines).
+    "loggers": {"django.request": {"level": "ERROR"}},
 }

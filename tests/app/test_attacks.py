@@ -75,6 +75,33 @@ def test_the_login_limit_holds_under_concurrent_attempts() -> None:
     assert allowed.count(True) == 10
 
 
+# --- a token that is not UTF-8 ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_token_that_is_not_utf8_is_a_401_logged_below_warning(
+    api: APIClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bytes that are not UTF-8 in `Authorization: Token ...` (an outside probe's): the token
+    library decoded them unguarded, a 500 with an ERROR traceback."""
+    with caplog.at_level(logging.DEBUG):
+        response = api.get("/api/rooms/", HTTP_AUTHORIZATION="Token \xff\xfe\xfd")  # latin-1, as headers arrive
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Invalid token."}
+    assert [record.getMessage() for record in caplog.records if record.levelno > logging.INFO] == []
+
+
+@pytest.mark.django_db
+def test_answers_to_credentials_are_never_stored_by_a_cache(alice_api: APIClient, api: APIClient, lobby: Room) -> None:
+    """An outside probe saw authenticated API answers without `Cache-Control: no-store`."""
+    private = alice_api.get("/api/rooms/lobby/messages/")
+    assert private.status_code == 200
+    assert "no-store" in private["Cache-Control"]
+    public = api.get("/api/rooms/lobby/messages/")
+    assert public.status_code == 200
+    assert not public.has_header("Cache-Control")
+
+
 # --- JSON nested too deeply ------------------------------------------------------------------------
 
 

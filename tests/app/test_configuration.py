@@ -58,6 +58,8 @@ COMPOSE_OWNED_DEFAULTS = {
     "NGINX_MEMORY_LIMIT": "a container limit",
     "POSTGRES_MEMORY_LIMIT": "a container limit",
     "REDIS_MEMORY_LIMIT": "a container limit",
+    "LOG_MAX_SIZE": "a container log's rotation size",
+    "LOG_MAX_FILES": "how many rotated files of a container's log are kept",
     "WORKER_MEMORY_LIMIT": "a container limit",
     "WORKER_REPLICAS": "the worker service's replicas",
     "WORKER_STOP_GRACE_PERIOD": "the worker service's stop grace period",
@@ -230,3 +232,13 @@ def test_in_development_every_service_of_the_app_image_runs_the_mounted_source_a
         assert "./app:/app:ro" in development.get(name, {}).get("volumes", []), name
         if name != "migrate":
             assert "--reload" in development[name].get("command", []), name
+
+
+@pytest.mark.parametrize("path", [ROOT / "docker-compose.yml", STACK_FILE], ids=["compose", "swarm"])
+def test_every_service_rotates_its_log(path: Path) -> None:
+    """Unrotated, one client flooding a log filled the host's disk (an outside probe)."""
+    services = yaml.safe_load(path.read_text())["services"]
+    for name, service in services.items():
+        logging = service.get("logging", {})
+        assert logging.get("driver") == "json-file", name
+        assert {"max-size", "max-file"} <= set(logging.get("options", {})), name

@@ -4,12 +4,14 @@ real Gunicorn master)."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from core.groups import group_send
+from core.groups import Inbox, deliver, group_send
 from core.metrics import DB_POOL_CONNECTIONS, UNMATCHED, PoolStats
 from mainkode_example.asgi import application
 from tests.app.app_process import load_settings_and_run
@@ -139,3 +141,17 @@ def test_the_pool_gauges_are_read_at_most_once_a_second_from_a_thread_with_a_con
     PoolStats.read_at -= 1.0
     assert client.get("/api/rooms/").status_code == 200
     assert value("app_db_pool_connections") >= 1
+
+
+def test_a_full_inbox_takes_no_more_events_logs_once_and_counts_what_it_drops(caplog: pytest.LogCaptureFixture) -> None:
+    """A client that stops reading: one WARNING line for its socket, however many events it
+    misses (an outside probe filled the disk with one line per event)."""
+    inbox = Inbox(maxsize=2)
+    before = value("app_websocket_events_dropped_total")
+    with caplog.at_level(logging.WARNING, logger="core.groups"):
+        for n in range(10):
+            deliver(inbox, {"type": "chat.message", "n": n})
+    assert inbox.overflowed
+    assert inbox.qsize() == 2
+    assert value("app_websocket_events_dropped_total") - before == 8
+    assert len([record for record in caplog.records if "inbox is full" in record.getMessage()]) == 1

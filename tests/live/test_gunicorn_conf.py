@@ -5,10 +5,14 @@ tests run the design documents' bare command, which does not read it)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
+import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,3 +105,48 @@ async def test_every_closed_socket_ends_its_consumer_with_one_log_line(
         line for line in lines if "connection open" in line or "connection closed" in line or "[accepted]" in line
     ]
     assert chatter == []
+
+
+@pytest.mark.asyncio
+async def test_sockets_whose_clients_stop_reading_log_once_each_and_close_with_4408(
+    start_gunicorn: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    """An outside probe's log flood: 100 sockets that never read in a room plus one sender
+    wrote a WARNING line per dropped event (334,853 in 20 s). Now each such socket logs one
+    line, gets no more events, and is closed with 4408 once its client reads again."""
+    log = tmp_path / "gunicorn.log"
+    server = start_gunicorn(1, configured=True, log=log, CHANNEL_LAYER_CAPACITY="20")
+    room = f"{server.ws}/ws/chat/flood-{uuid.uuid4().hex[:8]}/"
+    stalled = []
+    for _ in range(5):
+        # A small receive buffer and a small frame queue: the client stops reading soon.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        stalled.append(await connect(room, sock=sock, max_queue=1))
+    sent = 1000
+    in_flight = asyncio.Semaphore(10)  # the sender's own inbox stays far from full
+    async with connect(room) as sender:
+        received = 0
+
+        async def drain() -> None:  # the sender is in the room too, and reads
+            nonlocal received
+            while received < sent:
+                await sender.recv()
+                received += 1
+                in_flight.release()
+
+        reading = asyncio.create_task(drain())
+        for n in range(sent):
+            await in_flight.acquire()
+            await sender.send(json.dumps({"message": f"{n} " + "x" * 3900}))
+        await asyncio.wait_for(reading, 60)
+    codes = []
+    for ws in stalled:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 30)
+        codes.append(ws.close_code)
+    assert codes == [4408] * len(stalled)
+    lines = [line for line in log.read_text().splitlines() if "inbox is full" in line]
+    assert len(lines) == len(stalled), f"{len(lines)} lines for {len(stalled)} sockets"

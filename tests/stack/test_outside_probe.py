@@ -1,7 +1,8 @@
 """What an outside probe found at nginx, answered as it must be: requests for a name the
 site does not serve stop at nginx (no redirect to it, no Django error); nginx's own error
 answers carry the security headers (and HSTS over HTTPS); nginx's 429 says when to retry;
-inline styles are allowed on the API docs page only."""
+inline styles are allowed on the API docs page only; a socket is upgraded only under /ws/
+(with its per-address limit)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from tests.stack.compose import Stack, client_tls
 
@@ -188,3 +191,14 @@ def inspect_container(container: str) -> dict[str, Any]:
         subprocess.run(["docker", "inspect", container], capture_output=True, text=True, check=True).stdout
     )
     return found[0]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["/api/x:/ws/chat/", "/x:/ws/chat/"])
+async def test_a_socket_is_upgraded_only_under_ws(stack: Stack, path: str) -> None:
+    """nginx matched `:/ws/` anywhere in the path: such a socket came in through another
+    location, past the /ws/ location's limit of sockets per address."""
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"{stack.ws}{path}", open_timeout=10):
+            pass
+    assert refused.value.response.status_code == 404
