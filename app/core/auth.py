@@ -1,6 +1,7 @@
 """Logging in: `POST /api/auth/token/` (username and password -> a new API token) and
 the admin's login page, both behind one throttle per client address (AUTH_THROTTLE_RATE,
-core.throttling): past it, 429 with Retry-After.
+core.throttling): past it, 429 with Retry-After. Logging out: `POST /api/auth/logout/`
+ends the token the request carries, `POST /api/auth/logout-all/` every token of its user.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any
 import redis
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
+from knox import views as knox_views
 from knox.models import AuthToken
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -21,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api_errors import RETRY_AFTER_SECONDS
+from core.authentication import TokenAuthentication
 from core.throttling import LoginThrottle
 
 
@@ -41,6 +44,20 @@ class ObtainTokenView(APIView):
         credentials.is_valid(raise_exception=True)
         token, key = AuthToken.objects.create(credentials.validated_data["user"])
         return Response({"token": key, "expiry": token.expiry})
+
+
+@extend_schema_view(post=extend_schema(request=None, responses={204: None}))
+class LogoutView(knox_views.LogoutView):
+    """django-rest-knox's: the token the request carries stops working (204)."""
+
+    authentication_classes = [TokenAuthentication]
+
+
+@extend_schema_view(post=extend_schema(request=None, responses={204: None}))
+class LogoutAllView(knox_views.LogoutAllView):
+    """django-rest-knox's: every token of the request's user stops working (204)."""
+
+    authentication_classes = [TokenAuthentication]
 
 
 class ThrottledAdminSite(admin.AdminSite):

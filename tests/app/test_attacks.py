@@ -208,6 +208,26 @@ async def test_socket_posts_are_rate_limited_per_user_with_an_error_frame(lobby:
 
 
 @pytest.mark.django_db
+def test_logging_out_ends_the_token_and_logging_out_everywhere_ends_them_all(api: APIClient, alice: User) -> None:
+    """An outside probe: the page's "Log out" left its token valid for 10 hours."""
+
+    def login() -> str:
+        response = api.post("/api/auth/token/", {"username": "alice", "password": "alice-password"}, format="json")
+        assert response.status_code == 200
+        return str(response.json()["token"])
+
+    def rooms_with(token: str) -> int:
+        return APIClient().get("/api/rooms/", HTTP_AUTHORIZATION=f"Token {token}").status_code
+
+    first, second, third = login(), login(), login()
+    assert APIClient().post("/api/auth/logout/", HTTP_AUTHORIZATION=f"Token {first}").status_code == 204
+    assert (rooms_with(first), rooms_with(second)) == (401, 200)
+    assert APIClient().post("/api/auth/logout-all/", HTTP_AUTHORIZATION=f"Token {second}").status_code == 204
+    assert (rooms_with(second), rooms_with(third)) == (401, 401)
+    assert APIClient().post("/api/auth/logout/").status_code == 401  # no token: nothing to end
+
+
+@pytest.mark.django_db
 def test_api_tokens_are_stored_hashed_and_expire(api: APIClient, alice: User) -> None:
     response = api.post("/api/auth/token/", {"username": "alice", "password": "alice-password"}, format="json")
     assert response.status_code == 200

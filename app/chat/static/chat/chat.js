@@ -76,6 +76,11 @@ async function logIn(event) {
 }
 
 function logOut() {
+  // The server ends the token too (it would stay valid until it expires); a token the
+  // server refused already answers 401, which changes nothing here.
+  if (state.token) {
+    fetch("/api/auth/logout/", { method: "POST", headers: { Authorization: `Token ${state.token}` } }).catch(() => {});
+  }
   state.token = null;
   state.username = null;
   sessionStorage.clear();
