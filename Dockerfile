@@ -84,7 +84,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PROMETHEUS_MULTIPROC_DIR=/tmp/metrics
 # Nothing at run time installs software or changes identity: no pip (the base image's
 # own), no package manager binaries (dpkg's database stays, for image scanners), no setuid
-# or setgid bit. Then the user the app runs as.
+# or setgid bit. Then the user the app runs as, and the folder the worker writes room
+# exports to (EXPORT_ROOT: a volume mounted there starts with its owner).
 # libpq5: Debian's libpq for psycopg (updated with the base image, unlike a bundled copy).
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -94,7 +95,8 @@ RUN apt-get update \
     && rm -f /usr/bin/apt* /usr/bin/dpkg* \
     && find / -xdev -perm /6000 -type f -exec chmod a-s {} + \
     && groupadd --system --gid 10001 app \
-    && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app
+    && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app \
+    && install --directory --owner app --group app --mode 755 /srv/exports
 COPY --from=runtime-deps /opt/venv /opt/venv
 COPY --from=app-build /app /app
 WORKDIR /app
@@ -125,6 +127,8 @@ COPY --from=bench-deps /opt/venv /opt/venv
 FROM ${NGINX_IMAGE} AS proxy
 COPY nginx/nginx.conf /etc/nginx/nginx.conf
 COPY nginx/templates/ /etc/nginx/templates/
+# The `files` service's own configuration (it runs this image with another command).
+COPY nginx/files.conf /etc/nginx/files.conf
 # Sourced by the image's entrypoint before it renders the templates: defaults and checks.
 COPY --chmod=755 nginx/defaults.envsh /docker-entrypoint.d/10-defaults.envsh
 # The image's sample server would also listen on :80. No package manager binaries and no
@@ -160,10 +164,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 # The Docker CLI with the Compose and buildx plugins talks to the host's engine; git reads
 # the checkout, owned by another user than the container's root (safe.directory).
-# libpq-dev: the app's libpq, and pg_config for scripts/lock (psycopg's C build).
+# libpq-dev: the app's libpq, and pg_config for scripts/lock (psycopg's C build);
+# iptables: scripts/host-firewall's test.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install --yes --no-install-recommends docker-cli docker-compose docker-buildx git openssl libpq-dev \
+    && apt-get install --yes --no-install-recommends \
+        docker-cli docker-compose docker-buildx git openssl libpq-dev iptables \
     && rm -rf /var/lib/apt/lists/* \
     && git config --system --add safe.directory '*' \
     && docker compose version && docker buildx version

@@ -81,8 +81,13 @@ def write_env_file(path: Path, overrides: dict[str, str]) -> None:
 
 def environment_for(env_file: Path) -> dict[str, str]:
     """Compose prefers the shell's variables to the env file's: drop the ones the file
-    sets, so a stack runs on exactly that file (not on the app tests' environment)."""
-    defined = {line.split("=", 1)[0] for line in env_file.read_text().splitlines() if "=" in line}
+    sets and the app tests' (tests/test.env), so a stack runs on exactly that file."""
+    defined = {
+        line.split("=", 1)[0]
+        for path in (env_file, ROOT / "tests" / "test.env")
+        for line in path.read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    }
     return {key: value for key, value in os.environ.items() if key not in defined}
 
 

@@ -72,9 +72,9 @@ class RoomExport(models.Model):
     requested_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
     message_count = models.PositiveIntegerField(null=True, blank=True)
-    # The file itself (docs/api.md: Room exports), in Postgres: every replica on every host
-    # serves it with no shared volume; EXPORT_MAX_MESSAGES bounds it.
-    content = models.BinaryField(null=True, editable=False)
+    # The newest message it holds: a request with no message past it reuses this export.
+    last_message_id = models.PositiveBigIntegerField(null=True, blank=True)
+    # The file's bytes; the file itself is `file_name` in EXPORT_ROOT (chat/exports.py).
     size = models.PositiveBigIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
 
@@ -87,3 +87,7 @@ class RoomExport(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.pk}.jsonl.gz"

@@ -4,13 +4,17 @@ relayed to every socket of the room through the Redis channel layer and never st
 
 from __future__ import annotations
 
+import math
 import os
 import socket
+import time
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from core.groups import group_send
+from core.throttling import AtomicRateThrottle
 from core.websocket import FrameError, JsonFrameConsumer
 
 # Which server process holds a socket: the container's host name tells replicas apart,
@@ -48,9 +52,22 @@ class EchoConsumer(JsonFrameConsumer):
         await self.send_json({"message": f"Echo: {checked_message(content)}"})
 
 
+class SocketFrameThrottle(AtomicRateThrottle):
+    """Frames per socket (CHAT_ROOM_FRAME_RATE), counted in the socket's own process."""
+
+    scope = "chat_room_frame"
+
+
+class AddressFrameThrottle(AtomicRateThrottle):
+    """Frames per client address over all its sockets (CHAT_ROOM_ADDRESS_FRAME_RATE), in Redis."""
+
+    scope = "chat_room_address_frame"
+
+
 class EphemeralRoomConsumer(JsonFrameConsumer):
     """`/ws/chat/<room>/`: every `{"message": ...}` goes to every socket in the room,
-    whichever process or replica holds each socket; nothing is stored."""
+    whichever process or replica holds each socket; nothing is stored. A frame past the
+    socket's or its address's rate gets an error frame and goes nowhere."""
 
     frame_example = '{"message": "..."}'
     group_name: str
@@ -58,10 +75,29 @@ class EphemeralRoomConsumer(JsonFrameConsumer):
     async def connect(self) -> None:
         self.room = self.scope["url_route"]["kwargs"]["room"]
         self.group_name = f"chat.{self.room}"
+        self.socket_rate = SocketFrameThrottle()
+        self.window_opened, self.window_frames = time.monotonic(), 0
         await self.join_group(self.group_name)
         await self.accept()
 
+    async def check_rate(self) -> None:
+        """FrameError past either rate. The socket's own count first: a socket over it
+        costs no Redis round trip."""
+        now = time.monotonic()
+        if now - self.window_opened >= self.socket_rate.duration:
+            self.window_opened, self.window_frames = now, 0
+        self.window_frames += 1
+        retry = self.window_opened + self.socket_rate.duration - now
+        if self.window_frames <= self.socket_rate.num_requests:
+            address = AddressFrameThrottle()
+            client = self.scope.get("client") or ("unknown", 0)
+            if await sync_to_async(address.allow)(f"address-{client[0]}"):
+                return
+            retry = address.wait()
+        raise FrameError("rate_limited", f"Too many messages; retry in {math.ceil(retry)} s.")
+
     async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+        await self.check_rate()
         await group_send(
             self.group_name,
             {

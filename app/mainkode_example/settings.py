@@ -278,6 +278,12 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "auth": env.rate("AUTH_THROTTLE_RATE", default="10/minute"),
         "chat_socket_post": env.rate("CHAT_SOCKET_POST_RATE", default="20/second"),
+        # Frames per socket, and per client address, on the design documents' rooms
+        # (demo.consumers).
+        "chat_room_frame": env.rate("CHAT_ROOM_FRAME_RATE", default="20/second"),
+        "chat_room_address_frame": env.rate("CHAT_ROOM_ADDRESS_FRAME_RATE", default="100/second"),
+        # Room exports asked for per user (chat.views).
+        "export_create": env.rate("EXPORT_CREATE_RATE", default="20/hour"),
     },
     # uvicorn already set REMOTE_ADDR from nginx's X-Forwarded-For (FORWARDED_ALLOW_IPS):
     # use it as is, never the client-supplied header.
@@ -352,10 +358,18 @@ if not METRICS_ENABLED:
 # Longest chat message (characters). The largest WebSocket frame is the server's business:
 # WS_MAX_MESSAGE_BYTES in gunicorn.conf.py.
 CHAT_MESSAGE_MAX_LENGTH = 4000
-# A room export (chat/exports.py) refuses rooms with more messages than this, and is
-# deleted this many hours after it is finished.
+# A room export (chat/exports.py) refuses rooms with more messages than this, fails past
+# EXPORT_MAX_BYTES (compressed), and is deleted this many hours after it is finished. A
+# user whose finished exports hold EXPORT_USER_QUOTA_BYTES gets a 429 until some expire.
 EXPORT_MAX_MESSAGES = env.integer("EXPORT_MAX_MESSAGES", default=500_000, minimum=1)
+EXPORT_MAX_BYTES = env.integer("EXPORT_MAX_BYTES", default=64 * 2**20, minimum=1)
+EXPORT_USER_QUOTA_BYTES = env.integer("EXPORT_USER_QUOTA_BYTES", default=256 * 2**20, minimum=1)
 EXPORT_RETENTION_HOURS = env.integer("EXPORT_RETENTION_HOURS", default=24, minimum=1)
+# Where the worker writes export files: a volume it shares with the `files` service, from
+# which nginx sends them (docs/design.md: Room exports). EXPORT_SERVED_BY=app streams them
+# from the app process instead, for a bare Gunicorn with no nginx (it then needs the folder).
+EXPORT_ROOT = Path(env.string("EXPORT_ROOT", default="/srv/exports"))
+EXPORT_SERVED_BY = env.choice("EXPORT_SERVED_BY", ("nginx", "app"), default="nginx")
 
 # --- Error tracking (optional) -----------------------------------------------------------------
 # Sentry (core/error_tracking.py): off unless SENTRY_DSN is set. Events name the environment

@@ -4,6 +4,7 @@ users with API tokens; a room."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,11 @@ def _plain_static_storage(settings: Any) -> None:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture(autouse=True)
+def _own_export_folder(settings: Any, tmp_path: Path) -> None:
+    settings.EXPORT_ROOT = tmp_path / "exports"
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """What an outside probe tried against the app, answered as it must be: brute force on both
 logins (also concurrently), JSON nested past the recursion limit over REST and over every
-socket route, socket posts faster than REST allows, and API tokens that never expired and
-were stored in clear."""
+socket route, socket posts faster than REST allows, frame floods on the design documents'
+rooms, and API tokens that never expired and were stored in clear."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 from chat.models import Message, Room
 from core.parsers import MAX_JSON_DEPTH
 from core.throttling import LoginThrottle
+from demo.consumers import AddressFrameThrottle, SocketFrameThrottle
 from mainkode_example.asgi import application
 
 NESTED = "[" * 100_000 + "]" * 100_000  # 200 kB: past Python's recursion limit
@@ -202,6 +203,51 @@ async def test_socket_posts_are_rate_limited_per_user_with_an_error_frame(lobby:
     assert len(stored) <= 40  # 20 per one-second window; the burst may straddle two
     assert await Message.objects.filter(room=lobby).acount() == len(stored)
     await ws.disconnect()
+
+
+async def room_socket(address: str) -> WebsocketCommunicator:
+    ws = WebsocketCommunicator(application, "/ws/chat/flooded/")
+    ws.scope["client"] = (address, 40000)
+    assert (await ws.connect())[0]
+    return ws
+
+
+async def heard(ws: WebsocketCommunicator) -> list[dict[str, Any]]:
+    """Every frame the socket has been sent so far."""
+    frames = []
+    while not await ws.receive_nothing(timeout=0.3):
+        frames.append(await ws.receive_json_from())
+    return frames
+
+
+async def refusals(ws: WebsocketCommunicator, name: str, frames: int) -> list[str]:
+    """Send `frames` messages; the error frames they got."""
+    for n in range(frames):
+        await ws.send_json_to({"message": f"{name} {n}"})
+    return [frame["detail"] for frame in await heard(ws) if frame.get("error") == "rate_limited"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db
+@pytest.mark.usefixtures("channel_layer")
+async def test_the_design_documents_rooms_limit_frames_per_socket_and_per_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The third probe's M2: one socket sent 572 frames/s of 4 kB to /ws/chat/<room>/, each
+    fanned out to the room. Past its socket's rate, or its address's (over all its sockets),
+    a frame gets a `rate_limited` error frame and reaches no one."""
+    monkeypatch.setattr(SocketFrameThrottle, "THROTTLE_RATES", {"chat_room_frame": "5/minute"})
+    monkeypatch.setattr(AddressFrameThrottle, "THROTTLE_RATES", {"chat_room_address_frame": "8/minute"})
+    first, second, listener = [await room_socket(address) for address in ("10.0.0.1", "10.0.0.1", "10.0.0.2")]
+    assert len(await refusals(first, "first", 7)) == 2  # its socket's 5 pass
+    refused = await refusals(second, "second", 5)  # its own 5 would pass; its address has 3 left
+    assert len(refused) == 2
+    assert "retry in" in refused[0]
+    passed = [f"first {n}" for n in range(5)] + [f"second {n}" for n in range(3)]
+    assert [frame["message"] for frame in await heard(listener)] == passed
+    assert await refusals(listener, "listener", 1) == []  # another address: its own allowance
+    for ws in (first, second, listener):
+        await ws.disconnect()
 
 
 # --- API tokens ----------------------------------------------------------------------------------

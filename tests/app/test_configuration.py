@@ -37,12 +37,15 @@ SET_BY_COMPOSE = {
 SET_BY_OTHER_DEPLOYMENTS = {
     "NGINX_APP_HOST": "the app Service's full DNS name under Kubernetes",
     "NGINX_HTTP_LISTEN": "an unprivileged port under Kubernetes, where nginx is not root",
+    "NGINX_FILES_ADDRESS": "the files Service's full DNS name and port under Kubernetes",
 }
 # Read by the app's code, deliberately not passed by compose.
 NOT_PASSED_BY_COMPOSE = {
     "POSTGRES_PORT": "compose's Postgres listens on its default port; for a database elsewhere",
     "GUNICORN_DRAIN_SECONDS": "0 under compose; the Swarm stack sets it (gunicorn.conf.py says why)",
     "TASKS_INLINE": "a benchmark's switch: tests/bench/compose.yml passes it",
+    "EXPORT_ROOT": "the folder the compose volume is mounted on (the image's default)",
+    "EXPORT_SERVED_BY": "nginx in every deployment shape; `app` for a Gunicorn with no nginx",
 }
 # Interpolated by compose with a default of its own: values only compose uses.
 COMPOSE_OWNED_DEFAULTS = {
@@ -83,7 +86,10 @@ SET_BY_COMPOSE_ALONE = {
     "GUNICORN_EXIT_HOLD_SECONDS": "Docker's DNS keeps a compose container until it exits (gunicorn.conf.py says why)"
 }
 # Set by scripts/swarm-deploy, never by an operator.
-SET_BY_SWARM_DEPLOY = {"REDIS_START_DIGEST": "names the Redis start script's config after its content"}
+SET_BY_SWARM_DEPLOY = {
+    "REDIS_START_DIGEST": "names the Redis start script's config after its content",
+    "POSTGRES_ROLES_DIGEST": "names the Postgres roles script's config after its content",
+}
 
 
 def compose_environment(service: str, files: list[str] = COMPOSE_FILES) -> dict[str, str]:

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -22,6 +25,7 @@ from rest_framework.test import APIClient
 
 from chat import exports
 from chat.models import Message, Room, RoomExport
+from chat.views import ExportCreateThrottle
 from core import worker
 from core.models import WorkerHeartbeat
 from mainkode_example.asgi import application
@@ -48,6 +52,12 @@ def request_export(client: APIClient, slug: str = "lobby") -> dict[str, Any]:
     assert response.status_code == 202, response.content
     assert response["Location"] == response.json()["url"]
     return dict(response.json())
+
+
+def room(slug: str, alice: User | None = None) -> str:
+    """Another room (a second request for an unchanged room reuses its export)."""
+    Room.objects.get_or_create(slug=slug, defaults={"title": slug, "created_by": alice})
+    return slug
 
 
 def lines_of(content: bytes) -> list[dict[str, Any]]:
@@ -83,8 +93,9 @@ def test_the_worker_builds_the_export_from_every_stored_message(alice_api: APICl
     assert download.status_code == 200
     assert download["Content-Type"] == "application/gzip"
     assert f'filename="lobby-{body["id"]}.jsonl.gz"' in download["Content-Disposition"]
-    assert status["size"] == len(download.content)
-    header, *rows = lines_of(download.content)
+    content = download.getvalue()
+    assert status["size"] == len(content)
+    header, *rows = lines_of(content)
     assert (header["room"], header["title"], header["messages"]) == ("lobby", "The lobby", 4)
     # Each line is the message as the API gives it.
     api_messages = alice_api.get("/api/rooms/lobby/messages/").json()["results"]
@@ -127,8 +138,8 @@ def test_a_rolled_back_request_enqueues_nothing(
 
 
 def test_a_user_has_at_most_three_exports_unfinished(alice_api: APIClient, talk: list[Message]) -> None:
-    for _ in range(exports.MAX_UNFINISHED_PER_USER):
-        request_export(alice_api)
+    for n in range(exports.MAX_UNFINISHED_PER_USER):
+        request_export(alice_api, room(f"room-{n}"))
     refused = alice_api.post("/api/rooms/lobby/exports/")
     assert refused.status_code == 429
     assert "queued or running" in refused.json()["detail"]
@@ -196,7 +207,7 @@ def test_a_task_of_a_silent_worker_runs_again(alice_api: APIClient, talk: list[M
         worker_id="alive", hostname="h", pid=2, started_at=timezone.now(), seen_at=timezone.now()
     )
     lost = claimed_by("killed", body["id"], attempts=1)
-    other_body = request_export(alice_api)
+    other_body = request_export(alice_api, room("other"))
     busy = claimed_by("alive", other_body["id"], attempts=1)
     assert worker.recover_lost_tasks() == []
     lost.refresh_from_db()
@@ -243,7 +254,7 @@ def housekeeping_in_own_session() -> bool:
 def test_housekeeping_prunes_old_exports_and_finished_tasks_in_one_worker_at_a_time(
     alice_api: APIClient, talk: list[Message], settings: Any
 ) -> None:
-    old, recent = request_export(alice_api), request_export(alice_api)
+    old, recent = request_export(alice_api), request_export(alice_api, room("recent"))
     run_queue()
     long_ago = timezone.now() - timedelta(days=settings.TASK_RESULT_RETENTION_DAYS + 1)
     RoomExport.objects.filter(pk=old["id"]).update(finished_at=long_ago)
@@ -263,6 +274,7 @@ def test_housekeeping_prunes_old_exports_and_finished_tasks_in_one_worker_at_a_t
     assert not RoomExport.objects.filter(pk=old["id"]).exists()
     assert not DBTaskResult.objects.filter(pk=old_task).exists()
     assert RoomExport.objects.filter(pk=recent["id"]).exists()
+    assert sorted(path.name for path in settings.EXPORT_ROOT.iterdir()) == [exports.PARTIAL, f"{recent['id']}.jsonl.gz"]
 
 
 def queue_state() -> dict[str, float]:
@@ -283,7 +295,7 @@ def test_the_task_metrics_follow_the_queue_and_each_outcome(
     succeeded, failed = finished("successful"), finished("failed")
     durations = REGISTRY.get_sample_value("app_task_duration_seconds_count", {"task": "chat.tasks.export_room"}) or 0
 
-    first, second, third = (request_export(alice_api) for _ in range(3))
+    first, second, third = (request_export(alice_api, room(f"room-{n}")) for n in range(3))
     # The first waited ten minutes; the third is not due for an hour (not queued yet).
     DBTaskResult.objects.filter(pk=RoomExport.objects.get(pk=first["id"]).task_id).update(
         enqueued_at=timezone.now() - timedelta(minutes=10)
@@ -306,3 +318,129 @@ def test_the_task_metrics_follow_the_queue_and_each_outcome(
     assert REGISTRY.get_sample_value("app_task_duration_seconds_count", {"task": "chat.tasks.export_room"}) == (
         durations + 2
     )
+
+
+# --- Files, limits and reuse (docs/reliability.md: the third probe, H1 and M1) --------------
+
+
+def test_behind_nginx_the_app_answers_with_the_file_for_nginx_to_send(
+    alice_api: APIClient, talk: list[Message], settings: Any
+) -> None:
+    settings.EXPORT_SERVED_BY = "nginx"
+    body = request_export(alice_api)
+    run_queue()
+    download = alice_api.get(f"{body['url']}download/")
+    assert download.status_code == 200
+    assert download["X-Accel-Redirect"] == f"/_exports/{body['id']}.jsonl.gz"
+    assert download.content == b""
+    assert f'filename="lobby-{body["id"]}.jsonl.gz"' in download["Content-Disposition"]
+    # Whole, readable by the files service's user, nothing left half-built.
+    path = settings.EXPORT_ROOT / f"{body['id']}.jsonl.gz"
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert path.stat().st_size == RoomExport.objects.get(pk=body["id"]).size
+    assert lines_of(path.read_bytes())[0]["messages"] == 4
+    assert list((settings.EXPORT_ROOT / exports.PARTIAL).iterdir()) == []
+
+
+def test_a_file_gone_from_the_folder_is_a_410_when_the_app_sends_it(
+    alice_api: APIClient, talk: list[Message], settings: Any
+) -> None:
+    body = request_export(alice_api)
+    run_queue()
+    (settings.EXPORT_ROOT / f"{body['id']}.jsonl.gz").unlink()
+    assert alice_api.get(f"{body['url']}download/").status_code == 410
+
+
+def test_an_export_past_the_byte_cap_fails_and_leaves_no_file(
+    alice_api: APIClient, lobby: Room, alice: User, settings: Any
+) -> None:
+    # Bodies that do not compress: past 20 kB of gzip within the first chunk of lines.
+    Message.objects.bulk_create(
+        Message(room=lobby, author=alice, body=os.urandom(1500).hex()) for _ in range(3 * exports.CHUNK)
+    )
+    settings.EXPORT_MAX_BYTES = 20_000
+    body = request_export(alice_api)
+    run_queue()
+    status = alice_api.get(body["url"]).json()
+    assert status["status"] == "failed"
+    assert "EXPORT_MAX_BYTES" in status["error"]
+    assert [path for path in settings.EXPORT_ROOT.rglob("*") if path.is_file()] == []
+
+
+def test_an_unchanged_room_reuses_the_requesters_export(
+    alice_api: APIClient, bob_token: str, talk: list[Message], lobby: Room, alice: User
+) -> None:
+    first = request_export(alice_api)
+    assert request_export(alice_api)["id"] == first["id"]  # queued: it will hold everything
+    run_queue()
+    again = alice_api.post("/api/rooms/lobby/exports/")
+    assert (again.status_code, again.json()["id"], again.json()["status"]) == (200, first["id"], "succeeded")
+    # Another user gets an export of their own.
+    bob = APIClient()
+    bob.credentials(HTTP_AUTHORIZATION=f"Token {bob_token}")
+    assert request_export(bob)["id"] != first["id"]
+    # A new message: a new export.
+    Message.objects.create(room=lobby, author=alice, body="one more")
+    assert request_export(alice_api)["id"] != first["id"]
+    assert RoomExport.objects.filter(requested_by=alice).count() == 2
+
+
+def test_concurrent_requests_cannot_pass_the_unfinished_cap_together(alice_token: str, talk: list[Message]) -> None:
+    slugs = [room(f"room-{n}") for n in range(20)]
+
+    def ask(slug: str) -> int:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {alice_token}")
+        try:
+            return int(client.post(f"/api/rooms/{slug}/exports/").status_code)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(20) as pool:
+        codes = list(pool.map(ask, slugs))
+    assert sorted(codes) == [202] * exports.MAX_UNFINISHED_PER_USER + [429] * (20 - exports.MAX_UNFINISHED_PER_USER)
+    assert RoomExport.objects.count() == exports.MAX_UNFINISHED_PER_USER
+
+
+def test_a_user_gets_a_429_past_the_export_rate(
+    alice_api: APIClient, talk: list[Message], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ExportCreateThrottle, "THROTTLE_RATES", {"export_create": "2/hour"})
+    request_export(alice_api, room("one"))
+    request_export(alice_api, room("two"))
+    refused = alice_api.post(f"/api/rooms/{room('three')}/exports/")
+    assert refused.status_code == 429
+    assert 3500 < int(refused["Retry-After"]) <= 3600
+    # A reused export is not counted.
+    assert alice_api.post("/api/rooms/one/exports/").status_code == 202
+
+
+def test_a_user_whose_exports_fill_the_quota_gets_a_429_until_they_expire(
+    alice_api: APIClient, talk: list[Message], settings: Any
+) -> None:
+    first = request_export(alice_api)
+    run_queue()
+    settings.EXPORT_USER_QUOTA_BYTES = RoomExport.objects.get(pk=first["id"]).size
+    refused = alice_api.post(f"/api/rooms/{room('other')}/exports/")
+    assert refused.status_code == 429
+    assert "quota" in refused.json()["detail"]
+    RoomExport.objects.filter(pk=first["id"]).update(finished_at=timezone.now() - timedelta(days=2))
+    worker.run_housekeeping()
+    request_export(alice_api, "other")
+
+
+def test_housekeeping_deletes_files_no_export_names_once_they_are_old(settings: Any) -> None:
+    root = settings.EXPORT_ROOT
+    (root / exports.PARTIAL).mkdir(parents=True)
+    old, young = time.time() - exports.ORPHAN_AFTER_SECONDS - 60, time.time() - 60
+    files = {
+        "orphan": root / f"{uuid.uuid4()}.jsonl.gz",
+        "young orphan": root / f"{uuid.uuid4()}.jsonl.gz",
+        "partial": root / exports.PARTIAL / f"{uuid.uuid4()}.jsonl.gz",
+        "young partial": root / exports.PARTIAL / f"{uuid.uuid4()}.jsonl.gz",
+    }
+    for name, path in files.items():
+        path.write_bytes(b"x")
+        os.utime(path, (old, old) if not name.startswith("young") else (young, young))
+    assert worker.run_housekeeping() is True
+    assert {name for name, path in files.items() if path.exists()} == {"young orphan", "young partial"}

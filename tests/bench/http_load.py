@@ -83,7 +83,7 @@ class ConnectionWatcher:
     def __init__(self, stack: BenchStack) -> None:
         cid = stack.compose("ps", "--quiet", "postgres").stdout.strip()
         self.psql = subprocess.Popen(
-            ["docker", "exec", "-i", cid, "sh", "-c", 'exec psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAq'],
+            ["docker", "exec", "-i", cid, "sh", "-c", 'exec psql -U "$POSTGRES_APP_USER" -d "$POSTGRES_DB" -tAq'],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -53,6 +53,8 @@ class BenchStack(OnLoopback):
             "NGINX_API_RATE": "1000000r/s",
             "NGINX_API_BURST": "1000000",
             "NGINX_WS_CONN_PER_ADDRESS": "20000",
+            "CHAT_ROOM_FRAME_RATE": "1000000/second",
+            "CHAT_ROOM_ADDRESS_FRAME_RATE": "1000000/second",
             # The capacity scenario reaches nginx by its address on the compose network
             # (nginx_ws_direct), a name no configuration could list in advance.
             "DJANGO_ALLOWED_HOSTS": "*",
@@ -163,7 +165,7 @@ class BenchStack(OnLoopback):
             "postgres",
             "sh",
             "-c",
-            f'exec psql --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" -tAc "{query}"',
+            f'exec psql --username "$POSTGRES_APP_USER" --dbname "$POSTGRES_DB" -tAc "{query}"',
         ).stdout.strip()
 
     def app_cpu_seconds(self) -> float:

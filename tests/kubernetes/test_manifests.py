@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.kubernetes.manifests import OVERLAYS, named, render, violations
+from tests.support import ROOT
 
 KUBERNETES_VERSION = "1.33.0"
 Objects = list[dict[str, Any]]
@@ -55,6 +56,12 @@ def test_the_local_overlay_runs_postgres_and_redis_and_production_does_not(rende
     else:
         assert stores == set()
         assert {"HorizontalPodAutoscaler", "PodDisruptionBudget"} <= kinds
+
+
+def test_the_local_postgres_creates_the_roles_compose_does() -> None:
+    """A copy (kustomize reads no file outside the overlay): the same bytes."""
+    copy = ROOT / "deploy" / "kubernetes" / "overlays" / "local" / "roles.sh"
+    assert copy.read_bytes() == (ROOT / "postgres" / "roles.sh").read_bytes()
 
 
 def app_container(objects: Objects) -> dict[str, Any]:

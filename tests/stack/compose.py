@@ -148,6 +148,16 @@ def client_tls(stack: Stack) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(Path(stack.env_value("TLS_CERT_DIR")) / "tls.crt"))
 
 
+def readiness(stack: Stack) -> tuple[int, dict[str, object]]:
+    """The app's /readyz, asked on nginx's internal port (the public one does not serve it)."""
+    result = stack.compose(
+        "exec", "-T", "nginx", "curl", "--silent", "--max-time", "15", "--write-out", "\n%{http_code}",
+        "http://127.0.0.1:8081/readyz",
+    )  # fmt: skip
+    body, status = result.stdout.rsplit("\n", 1)
+    return int(status), json.loads(body)
+
+
 def create_room(stack: Stack, token: str) -> str:
     slug = f"e2e-{uuid.uuid4().hex[:8]}"
     response = httpx.post(

@@ -30,6 +30,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "TEST_PROMETHEUS_CONFIG_DIR": str(prometheus_config),
         "APP_TAG": "e2e",  # own image tags: a developer's images stay as they are
         "GUNICORN_WORKERS": "2",
+        # The largest export test_tasks_stack.py downloads at once, and how many at once.
+        "EXPORT_MAX_BYTES": str(20 * 2**20),
+        "NGINX_DOWNLOADS_PER_ADDRESS": "6",
+        # The load and fault tests send from one address far past the default rates; the
+        # TLS stack keeps the defaults (test_outside_probe.py tests them).
+        "NGINX_API_RATE": "5000r/s",
+        "NGINX_API_BURST": "10000",
+        "CHAT_ROOM_FRAME_RATE": "100000/second",
+        "CHAT_ROOM_ADDRESS_FRAME_RATE": "100000/second",
         # A subnet of its own: the TLS stack and the benchmark's run beside it.
         "EDGE_SUBNET": "10.211.250.0/24",
         "EDGE_DYNAMIC_RANGE": "10.211.250.128/25",

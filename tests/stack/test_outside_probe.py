@@ -1,11 +1,13 @@
 """What an outside probe found at nginx, answered as it must be: requests for a name the
 site does not serve stop at nginx (no redirect to it, no Django error); nginx's own error
-answers carry the security headers (and HSTS over HTTPS); nginx's 429 says when to retry;
+answers carry the security headers (and HSTS over HTTPS); nginx's 429 says when to retry
+(pages as the API); the app's probes are for the orchestrator only;
 inline styles are allowed on the API docs page only; a socket is upgraded only under /ws/
 (with its per-address limit)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -18,6 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.stack.compose import Stack, client_tls
+from tests.support import ROOT
 
 pytestmark = pytest.mark.stack
 
@@ -81,12 +84,31 @@ def test_nginx_own_error_answers_carry_the_security_headers_and_hsts(
         assert f"\r\n{header}: " in head, (header, head)
 
 
-def test_nginx_429_says_when_to_retry(stack: Stack) -> None:
-    with httpx.Client(base_url=stack.http) as client:
-        statuses = [client.get("/api/hello/") for _ in range(120)]
-    limited = [response for response in statuses if response.status_code == 429]
-    assert limited, "the per-address limit never answered"
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["/api/hello/", "/"])
+async def test_a_burst_past_the_rate_per_address_gets_429_with_when_to_retry(tls_stack: Stack, path: str) -> None:
+    """The API and, since the third probe (L4), the pages: nothing that reaches the app is
+    unmetered."""
+    base = f"https://localhost:{tls_stack.https_port}"
+    async with httpx.AsyncClient(base_url=base, verify=client_tls(tls_stack)) as http:
+        responses = await asyncio.gather(*(http.get(path) for _ in range(150)))
+    statuses = [response.status_code for response in responses]
+    assert set(statuses) == {200, 429}
+    assert statuses.count(200) >= 40  # the burst allowance passes
+    limited = [response for response in responses if response.status_code == 429]
+    assert limited[0].json() == {"detail": "Too many requests; slow down and retry."}
     assert all(int(response.headers["retry-after"]) >= 1 for response in limited)
+    await asyncio.sleep(3)  # let the bucket refill for the tests that follow
+
+
+@pytest.mark.parametrize("probe", ["/healthz", "/readyz"])
+def test_the_app_probes_are_not_served_to_the_public(tls_stack: Stack, probe: str) -> None:
+    """The third probe's L4: /readyz was public, each request a Redis connection and a query
+    (322 a second from one client). nginx answers 404; its internal port has them."""
+    public = httpx.get(f"https://localhost:{tls_stack.https_port}{probe}", verify=client_tls(tls_stack))
+    assert (public.status_code, public.json()) == (404, {"detail": "Not found."})
+    internal = tls_stack.compose("exec", "-T", "nginx", "curl", "--fail", "--silent", f"http://127.0.0.1:8081{probe}")
+    assert json.loads(internal.stdout)["status"] == "ok"
 
 
 def test_inline_styles_are_allowed_on_the_api_docs_page_only(stack: Stack) -> None:
@@ -107,6 +129,7 @@ ALLOWED_CAPABILITIES = {
     "app": set(),
     "worker": set(),
     "redis": set(),
+    "files": set(),
     "nginx": {"CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"},
     "postgres": {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"},
     # The monitoring profile.
@@ -147,6 +170,26 @@ def test_runtime_images_hold_no_setuid_binary_and_no_package_manager(stack: Stac
         assert no_pip.returncode != 0
 
 
+@pytest.mark.parametrize("service", ["postgres", "redis"])
+def test_the_store_images_setuid_binaries_grant_nothing(stack: Stack, service: str) -> None:
+    """The stores run their upstream images, setuid binaries and all (docs/design.md says why
+    they are not stripped). no-new-privileges makes the kernel ignore the bit: chage, which
+    reads /etc/shadow through it, fails as the service's user; in a container of the same
+    image without that option it succeeds (the control: the test can fail)."""
+    user = service  # both images run their server as a user of the service's name
+    image = str(inspect(stack, service)["Config"]["Image"])
+    control = subprocess.run(
+        ["docker", "run", "--rm", "--user", user, "--entrypoint", "chage", image, "-l", user],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert control.returncode == 0, control.stderr
+    inside = stack.compose("exec", "-T", "--user", user, service, "chage", "-l", user, check=False)
+    assert inside.returncode != 0
+    assert "cannot open /etc/shadow" in inside.stderr
+
+
 def test_only_the_published_services_have_a_network_with_a_route_out(stack: Stack) -> None:
     """nginx and, in the monitoring profile, Prometheus (a published port needs a network
     that is not internal); nothing else."""
@@ -160,6 +203,49 @@ def test_only_the_published_services_have_a_network_with_a_route_out(stack: Stac
             ).stdout.strip()
             published = service in ("nginx", "prometheus") and name.endswith("_public")
             assert internal == "true" or published, (service, name)
+
+
+REACH_HOST = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()
+    print("reached")
+except OSError as error:
+    print(f"refused: {error}")
+"""
+
+
+def test_scripts_host_firewall_closes_the_host_to_the_internal_networks(stack: Stack) -> None:
+    """The third probe's L3: the app reached a service on the Docker host through its
+    network's gateway. scripts/host-firewall closes that, and the stack serves on."""
+    backend = f"{stack.project}_backend"
+    gateway = subprocess.run(
+        ["docker", "network", "inspect", "--format", "{{(index .IPAM.Config 0).Gateway}}", backend],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    firewall = [str(ROOT / "scripts" / "host-firewall")]
+    env = {**stack.env(), "COMPOSE": " ".join(stack.flags())}
+    with socket.socket() as listener:  # a service on the host, on every address
+        listener.bind(("0.0.0.0", 0))  # noqa: S104 (the point: the host's service listens everywhere)
+        listener.listen()
+        port = str(listener.getsockname()[1])
+
+        def from_app() -> str:
+            return stack.compose("exec", "-T", "app", "python", "-c", REACH_HOST, gateway, port).stdout.strip()
+
+        assert from_app() == "reached"  # what the probe found
+        try:
+            closed = subprocess.run(firewall, env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+            assert from_app().startswith("refused")
+            again = subprocess.run(firewall, env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+            assert "already closed" in again.stdout
+            assert httpx.get(f"{stack.http}/api/hello/").status_code == 200
+        finally:
+            subprocess.run([*firewall, "--remove"], env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+        assert from_app() == "reached"
+    print(closed.stdout.strip())
 
 
 def test_the_app_believes_x_forwarded_for_from_nginx_alone(stack: Stack) -> None:
@@ -202,3 +288,30 @@ async def test_a_socket_is_upgraded_only_under_ws(stack: Stack, path: str) -> No
         async with connect(f"{stack.ws}{path}", open_timeout=10):
             pass
     assert refused.value.response.status_code == 404
+
+
+@pytest.mark.asyncio
+async def test_a_frame_flood_on_a_design_documents_room_is_refused_past_the_socket_rate(tls_stack: Stack) -> None:
+    """The third probe's M2: one socket sent 572 frames/s to /ws/chat/<room>/, each fanned
+    out. With the defaults (production, TLS), frames past CHAT_ROOM_FRAME_RATE (20 a
+    second) get an error frame and reach no one."""
+    url = f"wss://localhost:{tls_stack.https_port}/ws/chat/flood-{uuid.uuid4().hex[:8]}/"
+    sent = 60
+    async with connect(url, ssl=client_tls(tls_stack)) as sender, connect(url, ssl=client_tls(tls_stack)) as listener:
+        for n in range(sent):
+            await sender.send(json.dumps({"message": f"flood {n}"}))
+        relayed = await frames_until_quiet(listener)
+        answers = await frames_until_quiet(sender)
+    refused = [frame for frame in answers if frame.get("error") == "rate_limited"]
+    assert 20 <= len(relayed) <= 40, len(relayed)  # 20 per one-second window; the burst may straddle two
+    assert len(relayed) + len(refused) == sent
+    print(f"{sent} frames at once on one socket: {len(relayed)} relayed, {len(refused)} refused")
+
+
+async def frames_until_quiet(ws: Any) -> list[dict[str, Any]]:
+    frames = []
+    while True:
+        try:
+            frames.append(json.loads(await asyncio.wait_for(ws.recv(), 1.5)))
+        except TimeoutError:
+            return frames

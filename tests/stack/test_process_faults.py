@@ -65,7 +65,7 @@ def kill_worker(stack: Stack, replica: int, pid: int) -> float:
 def test_a_killed_worker_is_replaced_and_traffic_does_not_notice(stack: Stack) -> None:
     before = worker_connections(stack, 1)
     assert len(before) == 2
-    traffic = Traffic(f"{stack.http}/healthz")
+    traffic = Traffic(f"{stack.http}/api/hello/")
     try:
         time.sleep(1)
         replaced_in = kill_worker(stack, 1, min(before))

@@ -49,18 +49,6 @@ def upstreams_since(stack: Stack, since: str, uri: str) -> set[str]:
 
 
 @pytest.mark.asyncio
-async def test_burst_over_the_api_rate_limit_gets_429(stack: Stack) -> None:
-    async with httpx.AsyncClient(base_url=stack.http) as http:
-        responses = await asyncio.gather(*(http.get("/api/hello/") for _ in range(150)))
-    statuses = [r.status_code for r in responses]
-    assert set(statuses) == {200, 429}
-    assert statuses.count(200) >= 40  # the burst allowance passes
-    limited = next(r for r in responses if r.status_code == 429)
-    assert limited.json() == {"detail": "Too many requests; slow down and retry."}
-    await asyncio.sleep(3)  # let the bucket refill for the tests that follow
-
-
-@pytest.mark.asyncio
 async def test_sigterm_lets_in_flight_requests_finish_and_closes_sockets_with_a_frame(stack: Stack) -> None:
     sockets = [await connect(f"{stack.ws}/ws/chat/shutdown/") for _ in range(6)]
     try:
@@ -84,7 +72,7 @@ async def test_sigterm_lets_in_flight_requests_finish_and_closes_sockets_with_a_
         # restart policy does not race us), then bring two replicas back.
         await asyncio.to_thread(stack.compose, "stop", "--timeout", "40", "app")
         await asyncio.to_thread(scale_app, stack, 2)
-        await asyncio.to_thread(wait_for_http, f"{stack.http}/healthz", 60)
+        await asyncio.to_thread(wait_for_http, f"{stack.http}/api/hello/", 60)
         await asyncio.sleep(NGINX_RESOLVE_SECONDS)  # nginx routes to both again
 
 
@@ -96,7 +84,7 @@ def test_nginx_serves_again_once_every_replica_is_back(stack: Stack) -> None:
     stopped = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     stack.compose("stop", "app")
     with httpx.Client(base_url=stack.http, timeout=15) as http:
-        down = http.get("/healthz")
+        down = http.get("/api/hello/")
         assert down.status_code == 503
         assert down.json() == {"detail": "The service is unavailable; retry shortly."}
         posted = http.post("/api/rooms/", json={"name": "lost?"})
@@ -114,7 +102,7 @@ def test_nginx_serves_again_once_every_replica_is_back(stack: Stack) -> None:
             time.sleep(0.5)
         scale_app(stack, 2)  # the same containers, started again; returns once healthy
         time.sleep(NGINX_RESOLVE_SECONDS)
-        answers = [http.get("/healthz").status_code for _ in range(20)]
+        answers = [http.get("/api/hello/").status_code for _ in range(20)]
     assert answers == [200] * 20, f"{NGINX_RESOLVE_SECONDS} s after the replicas were healthy: {answers}"
     print(f"every replica stopped, then started: 20 of 20 GETs served {NGINX_RESOLVE_SECONDS} s after healthy")
 
@@ -122,13 +110,13 @@ def test_nginx_serves_again_once_every_replica_is_back(stack: Stack) -> None:
 def test_scaling_up_and_down_under_traffic_without_restarting_nginx(stack: Stack) -> None:
     nginx_started = stack.compose("ps", "--format", "{{.CreatedAt}}", "nginx").stdout
     began = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    traffic = Traffic(f"{stack.http}/healthz")
+    traffic = Traffic(f"{stack.http}/api/hello/")
     try:
         scale_app(stack, 1)  # down from 2, under traffic
         since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         scale_app(stack, 3)
         scaled_at = time.monotonic()
-        while len(upstreams_since(stack, since, "/healthz")) < 3:
+        while len(upstreams_since(stack, since, "/api/hello/")) < 3:
             assert time.monotonic() - scaled_at < 30, "nginx did not use the new replicas within 30 s"
             time.sleep(0.5)
         pickup_seconds = time.monotonic() - scaled_at
@@ -159,7 +147,7 @@ async def test_rolling_deploy_replaces_every_replica_without_a_failed_request(st
     for reader in readers:
         reader.start()
     poster = Poster(stack.http, slug, token, interval=0.2)
-    traffic = Traffic(f"{stack.http}/healthz")
+    traffic = Traffic(f"{stack.http}/api/hello/")
     began = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
         await asyncio.wait_for(asyncio.gather(*(reader.opened.wait() for reader in readers)), 30)
@@ -239,13 +227,13 @@ async def test_workers_recycled_at_max_requests_lose_no_request(stack: Stack, to
     slug = create_room(stack, token)
     try:
         recycling.compose("up", "--detach", "--wait", "--no-deps", "--scale", "app=1", "app")
-        await asyncio.to_thread(wait_for_http, f"{stack.http}/healthz")
+        await asyncio.to_thread(wait_for_http, f"{stack.http}/api/hello/")
         await asyncio.sleep(NGINX_RESOLVE_SECONDS)  # nginx forgets the replaced replicas
         since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         posters = [Poster(stack.http, slug, token, interval=0.2) for _ in range(3)]
         for poster in posters:
             poster.start()
-        sent, failures = await get_load(f"{stack.http}/healthz", total=6000, concurrency=32)
+        sent, failures = await get_load(f"{stack.http}/api/hello/", total=6000, concurrency=32)
         for poster in posters:
             await poster.stop()
         recycled = sum("Maximum request limit" in line for line in recycling.log_lines("app", since=since))
@@ -336,7 +324,7 @@ def test_a_restarted_nginx_serves_the_requests_that_reach_it_as_it_starts(stack:
         send_as_nginx_starts(address, requests, within=30)
         restart.join()
         sent += requests
-    wait_for_http(f"{stack.http}/healthz", 60)
+    wait_for_http(f"{stack.http}/api/hello/", 60)
     statuses = [(request.method, request.status) for request in sent]
     expected = [("GET", 200)] * 2 + [("POST", 201)] * 2
     assert statuses == expected * 2, (

@@ -1,7 +1,7 @@
 """Security of the production-mode stack (random secrets from files, TLS on): the stores
-refuse clients without their passwords, the secrets appear in no container's
-configuration, no image layer and no log line, and an oversized WebSocket frame closes the
-socket with 1009."""
+refuse clients without their passwords, the app's Postgres role is no superuser, the
+secrets appear in no container's configuration, no image layer and no log line, and an
+oversized WebSocket frame closes the socket with 1009."""
 
 from __future__ import annotations
 
@@ -72,6 +72,60 @@ def test_the_app_redis_user_cannot_administer_redis(tls_stack: Stack) -> None:
     result = tls_stack.compose("exec", "-T", "app", "python", "-c", REDIS_ACL_PROBE, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["CONFIG", "FLUSHALL", "DEBUG", "KEYS", "SHUTDOWN"]
+
+
+POSTGRES_ROLES_PROBE = """
+import os, psycopg
+password = open(os.environ["POSTGRES_PASSWORD_FILE"]).read().strip()
+def connect(user, dbname="mainkode"):
+    return psycopg.connect(
+        host="postgres", dbname=dbname, user=user, password=password, connect_timeout=5, autocommit=True
+    )
+refused = []
+app = connect("mainkode")
+role = app.execute("SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user").fetchone()
+assert role == (False, False, False), role
+assert app.execute("SELECT count(*) FROM django_migrations").fetchone()[0] > 0  # it owns the schema
+for name, statement in (
+    ("copy-to-program", "COPY (SELECT 1) TO PROGRAM 'id'"),
+    ("create-role", "CREATE ROLE intruder LOGIN"),
+    ("read-server-file", "SELECT pg_read_file('/etc/passwd')"),
+):
+    try:
+        app.execute(statement)
+    except psycopg.errors.InsufficientPrivilege:
+        refused.append(name)
+for user, dbname, name in (("mainkode", "postgres", "other-database"), ("postgres", "mainkode", "superuser-login")):
+    try:
+        connect(user, dbname)
+    except psycopg.OperationalError as error:
+        assert "permission denied" in str(error) or "rejects connection" in str(error), error
+        refused.append(name)
+metrics = connect("metrics")
+assert metrics.execute("SELECT pg_has_role('pg_monitor', 'member')").fetchone() == (True,)
+try:
+    metrics.execute("SELECT count(*) FROM chat_message")
+except psycopg.errors.InsufficientPrivilege:
+    refused.append("metrics-reads-messages")
+print(" ".join(refused))
+"""
+
+
+def test_the_app_postgres_role_owns_its_database_and_nothing_more(tls_stack: Stack) -> None:
+    """The third probe's M4: the app's role was a superuser. Now it owns its database and
+    cannot run programs, read server files, create roles or reach another database; the
+    superuser cannot log in over the network even with the password; the exporter's role
+    reads statistics only."""
+    result = tls_stack.compose("exec", "-T", "app", "python", "-c", POSTGRES_ROLES_PROBE, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "copy-to-program",
+        "create-role",
+        "read-server-file",
+        "other-database",
+        "superuser-login",
+        "metrics-reads-messages",
+    ]
 
 
 def test_secrets_appear_in_no_container_configuration_no_image_layer_and_no_log(tls_stack: Stack) -> None:

@@ -16,7 +16,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.stack.compose import Stack
+from tests.stack.compose import Stack, readiness
 from tests.support import ROOT, recv_json
 
 pytestmark = pytest.mark.stack
@@ -24,11 +24,6 @@ pytestmark = pytest.mark.stack
 
 def bring_back(stack: Stack, service: str) -> None:
     stack.compose("up", "--detach", "--wait", "--no-deps", service)
-
-
-def readiness(stack: Stack) -> tuple[int, dict[str, object]]:
-    response = httpx.get(f"{stack.http}/readyz", timeout=15)
-    return response.status_code, response.json()
 
 
 def seconds_until(check: object, within: float) -> float:

@@ -6,8 +6,11 @@ replaces the worker, whose running task finishes, and loses no queued one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
+import hashlib
 import json
+import socket
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -19,7 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from tests.stack.clients import SUBPROTOCOL
-from tests.stack.compose import Stack, create_room
+from tests.stack.compose import Stack, create_room, readiness
 from tests.support import ROOT
 
 pytestmark = pytest.mark.stack
@@ -85,15 +88,16 @@ async def test_an_export_asked_for_through_nginx_is_announced_on_the_socket_and_
 
 
 def test_a_postgres_outage_pauses_the_worker_and_loses_no_queued_export(stack: Stack, token: str) -> None:
-    slug = create_room(stack, token)
-    post_messages(stack, token, slug, 5)
+    slugs = [create_room(stack, token) for _ in range(3)]  # one export each (one room's would be reused)
+    for slug in slugs:
+        post_messages(stack, token, slug, 2)
     (worker,) = stack.compose("ps", "--quiet", "worker").stdout.split()
     began = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     # Frozen, the worker cannot take the exports before Postgres goes away.
     pause(stack, "worker")
     try:
         headers = {"Authorization": f"Token {token}"}
-        exports = [httpx.post(f"{stack.http}/api/rooms/{slug}/exports/", headers=headers) for _ in range(3)]
+        exports = [httpx.post(f"{stack.http}/api/rooms/{slug}/exports/", headers=headers) for slug in slugs]
         assert [response.status_code for response in exports] == [202] * 3
         stack.compose("stop", "postgres")
     finally:
@@ -111,7 +115,7 @@ def test_a_postgres_outage_pauses_the_worker_and_loses_no_queued_export(stack: S
     assert paused, "the worker logged no pause"
     # The app's replicas came back as well.
     wait_for_ready = time.monotonic() + 60
-    while httpx.get(f"{stack.http}/readyz").status_code != 200:
+    while readiness(stack)[0] != 200:
         assert time.monotonic() < wait_for_ready
         time.sleep(0.5)
 
@@ -140,9 +144,10 @@ def test_a_deploy_rolls_the_worker_its_running_task_finishes_and_no_queued_task_
     stack: Stack, token: str
 ) -> None:
     """scripts/deploy while the worker runs an export (held mid-build by a lock on the
-    messages table, released once the deploy is stopping that worker) and another waits."""
-    slug = create_room(stack, token)
-    posted = post_messages(stack, token, slug, 3)
+    messages table, released once the deploy is stopping that worker) and another waits.
+    Both are asked for while the worker is paused (asking reads the messages table too)."""
+    slugs = [create_room(stack, token) for _ in range(2)]
+    posted = {slug: post_messages(stack, token, slug, 3) for slug in slugs}
     old_workers = set(stack.compose("ps", "--quiet", "worker").stdout.split())
     headers = {"Authorization": f"Token {token}"}
     lock = subprocess.Popen(
@@ -153,17 +158,22 @@ def test_a_deploy_rolls_the_worker_its_running_task_finishes_and_no_queued_task_
     deploy: subprocess.Popen[str] | None = None
     output: list[str] = []
     try:
-        lock.stdin.write("BEGIN; LOCK TABLE chat_message IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
-        lock.stdin.flush()
-        assert lock.stdout.readline().strip() == "locked"
-        running = httpx.post(f"{stack.http}/api/rooms/{slug}/exports/", headers=headers).json()
+        pause(stack, "worker")
+        try:
+            running, queued = (
+                httpx.post(f"{stack.http}/api/rooms/{slug}/exports/", headers=headers).json() for slug in slugs
+            )
+            lock.stdin.write("BEGIN; LOCK TABLE chat_message IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
+            lock.stdin.flush()
+            assert lock.stdout.readline().strip() == "locked"
+        finally:
+            stack.compose("unpause", "worker")
         status = {"status": "queued"}
         deadline = time.monotonic() + 30
         while status["status"] != "running":
             assert time.monotonic() < deadline, f"the worker did not start the export: {status}"
             time.sleep(0.2)
             status = httpx.get(f"{stack.http}{running['url']}", headers=headers).json()
-        queued = httpx.post(f"{stack.http}/api/rooms/{slug}/exports/", headers=headers).json()
         deploy = subprocess.Popen(
             ["scripts/deploy"],
             cwd=ROOT,
@@ -199,7 +209,121 @@ def test_a_deploy_rolls_the_worker_its_running_task_finishes_and_no_queued_task_
     for export in (running, queued):
         status = wait_for_status(stack, token, export["url"], within=90)
         assert status["status"] == "succeeded", status
-        assert downloaded_rows(stack, token, status) == posted
+        assert downloaded_rows(stack, token, status) == posted[export["room"]]
     assert runs_of(stack, running["id"]) == 1  # finished by the worker that was stopping
     assert runs_of(stack, queued["id"]) == 1
     print(f"deploy with a running export: {''.join(output).count('deploy:')} steps, both exports built once")
+
+
+# --- H1 of the third probe (docs/reliability.md): large exports, many downloads -----------
+LARGE_EXPORT_ROWS = 8000  # of 4,000 random hex characters: about 16.5 MB of gzip
+
+
+def memory_mib(stack: Stack, services: tuple[str, ...]) -> dict[str, float]:
+    """Each service's memory (all its containers), as `docker stats` reports it."""
+    names = {str(c["Name"]): str(c["Service"]) for c in stack.containers() if c["Service"] in services}
+    stats = subprocess.run(
+        ["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", *names],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    units = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0, "B": 1 / 2**20}
+    total = dict.fromkeys(services, 0.0)
+    for line in stats.splitlines():
+        name, used = line.split()[0], line.split()[1]
+        unit = next(unit for unit in units if used.endswith(unit))
+        total[names[name]] += float(used.removesuffix(unit)) * units[unit]
+    return total
+
+
+def started(stack: Stack, services: tuple[str, ...]) -> dict[str, str]:
+    """When each container of the services last started: a restart changes it."""
+    ids = [line for service in services for line in stack.compose("ps", "--quiet", service).stdout.split()]
+    out = subprocess.run(
+        ["docker", "inspect", "--format", "{{.Name}} {{.State.StartedAt}} {{.RestartCount}}", *ids],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def large_export(stack: Stack, token: str) -> dict[str, Any]:
+    """A finished export of LARGE_EXPORT_ROWS messages that gzip cannot shrink much."""
+    slug = create_room(stack, token)
+    insert = (
+        "INSERT INTO chat_message (room_id, author_id, body, created_at)"
+        " SELECT r.id, r.created_by_id, (SELECT string_agg(md5(random()::text || n || g), '')"
+        " FROM generate_series(1, 125) g), now()"
+        " FROM chat_room r, generate_series(1, :rows) n WHERE r.slug = :'slug'"
+    )
+    command = [*psql(stack), "--set", f"slug={slug}", "--set", f"rows={LARGE_EXPORT_ROWS}"]
+    subprocess.run(command, input=insert, text=True, check=True, cwd=ROOT)
+    headers = {"Authorization": f"Token {token}"}
+    status = httpx.post(f"{stack.http}/api/rooms/{slug}/exports/", headers=headers).json()
+    status = wait_for_status(stack, token, status["url"], within=120)
+    assert status["status"] == "succeeded", status
+    return status
+
+
+def stalled_download(stack: Stack, token: str, path: str) -> socket.socket:
+    """A download whose client reads its answer's first bytes, then nothing. Its receive
+    buffer is made small: loopback's grows to 32 MB here, which would take the whole file."""
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    client.settimeout(30)
+    client.connect(("127.0.0.1", stack.port))
+    client.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Token {token}\r\n\r\n".encode())
+    status_line = client.recv(16384).split(b"\r\n", 1)[0]
+    assert status_line == b"HTTP/1.1 200 OK", status_line
+    return client
+
+
+@pytest.mark.asyncio
+async def test_concurrent_downloads_of_the_largest_export_leave_every_service_up_and_memory_flat(
+    stack: Stack, token: str
+) -> None:
+    """The probe's attack: many concurrent downloads of a large export, and clients that
+    stop reading. Every download is whole and correct; nothing restarts; memory stays flat;
+    past NGINX_DOWNLOADS_PER_ADDRESS at once, a 429."""
+    status = await asyncio.to_thread(large_export, stack, token)
+    headers = {"Authorization": f"Token {token}"}
+    cap = int(stack.env_value("EXPORT_MAX_BYTES"))
+    assert cap / 2 < status["size"] <= cap, (status["size"], cap)
+    services = ("nginx", "files", "app", "postgres")
+    before_start, before_memory = started(stack, services), memory_mib(stack, services)
+    allowed = int(stack.env_value("NGINX_DOWNLOADS_PER_ADDRESS"))
+    stalled_count, rounds = 3, 3
+    url = f"{stack.http}{status['download_url']}"
+    peak = dict(before_memory)
+    async with httpx.AsyncClient(headers=headers, timeout=60) as http:
+        with contextlib.ExitStack() as held:
+            for _ in range(stalled_count):
+                held.callback((await asyncio.to_thread(stalled_download, stack, token, status["download_url"])).close)
+
+            async def download() -> tuple[int, bytes]:
+                response = await http.get(url)
+                return response.status_code, response.content
+
+            for _ in range(rounds):
+                results = await asyncio.gather(*(download() for _ in range(allowed - stalled_count)))
+                assert {code for code, _ in results} == {200}
+                assert {len(body) for _, body in results} == {status["size"]}
+                assert len({hashlib.sha256(body).digest() for _, body in results}) == 1
+                now = await asyncio.to_thread(memory_mib, stack, services)
+                peak = {service: max(peak[service], now[service]) for service in services}
+            # The stalled ones plus these fill the allowance: one more is refused.
+            for _ in range(allowed - stalled_count):
+                held.callback((await asyncio.to_thread(stalled_download, stack, token, status["download_url"])).close)
+            refused = await http.get(url)
+            assert refused.status_code == 429, refused.text
+    header, *rows = [json.loads(line) for line in gzip.decompress(results[0][1]).splitlines()]
+    assert header["messages"] == len(rows) == LARGE_EXPORT_ROWS
+    assert started(stack, services) == before_start, "a container restarted"
+    growth = {service: round(peak[service] - before_memory[service], 1) for service in services}
+    print(f"downloads of a {status['size'] / 2**20:.1f} MiB export: memory growth (MiB) {growth}")
+    # Each download once cost the app and Postgres the whole file, several times over.
+    assert growth["app"] < 48, growth
+    assert growth["postgres"] < 48, growth
+    assert growth["nginx"] < 32, growth

@@ -117,6 +117,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             for name, value in values.items():
                 run("docker", "secret", "create", name, "-", env=swarm.env(), input_text=value)
             swarm.manager.docker("node", "update", "--label-add", "mainkode.postgres=true", swarm.manager.name)
+            # Export files on another node: every other node's nginx fetches them across.
+            exports_node = swarm.workers[-1].name
+            swarm.manager.docker("node", "update", "--label-add", "mainkode.exports=true", exports_node)
 
             env_file = folder / "swarm.env"
             write_env_file(
@@ -135,6 +138,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                     "GUNICORN_WORKERS": "2",
                     # The tests' steady traffic comes from one address.
                     "NGINX_API_RATE": "500r/s",
+                    "CHAT_ROOM_ADDRESS_FRAME_RATE": "100000/second",
                 },
             )
             deployment = Deployment(swarm, env_file, values, 0.0)

@@ -276,7 +276,9 @@ def last_migration_applied(deployment: Deployment) -> datetime:
     node = next(n for n in deployment.nodes if n.name == task_node(deployment, task))
     container = str(task["Status"]["ContainerStatus"]["ContainerID"])
     query = "select to_char(max(applied) at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') from django_migrations"
-    applied = node.docker("exec", container, "sh", "-c", f'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "{query}"')
+    applied = node.docker(
+        "exec", container, "sh", "-c", f'psql -U "$POSTGRES_APP_USER" -d "$POSTGRES_DB" -tAc "{query}"'
+    )
     return datetime.fromisoformat(applied.strip() + "+00:00")
 
 
