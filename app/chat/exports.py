@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -78,7 +79,8 @@ def build(export_id: str) -> dict[str, int]:
             " (EXPORT_MAX_MESSAGES)"
         )
     final = path_of(export)
-    partial = final.parent / PARTIAL / final.name
+    # A name of its own: a build run again (its worker seen lost) never writes into another's.
+    partial = final.parent / PARTIAL / f"{uuid.uuid4().hex}-{final.name}"
     partial.parent.mkdir(parents=True, exist_ok=True)
     try:
         with partial.open("wb") as raw:

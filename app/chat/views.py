@@ -121,6 +121,7 @@ class RoomExportCreateView(generics.GenericAPIView[RoomExport]):
         with transaction.atomic():
             User.objects.select_for_update().filter(pk=requester.pk).exists()
             export = self.reusable(room, requester)
+            reused = export is not None
             if export is None:
                 self.check_limits(requester)
                 export = RoomExport.objects.create(room=room, requested_by=requester)
@@ -128,7 +129,7 @@ class RoomExportCreateView(generics.GenericAPIView[RoomExport]):
                 export.save(update_fields=["task_id"])
         export.refresh_from_db()
         data = self.get_serializer(export).data
-        ready = export.status == RoomExport.Status.SUCCEEDED
+        ready = reused and export.status == RoomExport.Status.SUCCEEDED
         code = status.HTTP_200_OK if ready else status.HTTP_202_ACCEPTED
         return Response(data, status=code, headers={"Location": data["url"]})
 

@@ -9,14 +9,37 @@ by the first attempt, closes.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from rest_framework.throttling import SimpleRateThrottle
+
+
+@functools.cache
+def shared_cache() -> BaseCache:
+    """The default cache, one client per process: Django's `cache` is a new client, with a
+    new Redis connection, in every request's context (docs/design.md: Security)."""
+    return caches.create_connection("default")
+
+
+@receiver(setting_changed)
+def _new_cache_settings(setting: str, **kwargs: object) -> None:
+    if setting == "CACHES":
+        shared_cache.cache_clear()
 
 
 class AtomicRateThrottle(SimpleRateThrottle):
     """At most the `scope`'s rate (REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]) of attempts
     per identity: the client address for a request, or what `allow` is given."""
+
+    @property
+    def cache(self) -> BaseCache:  # type: ignore[override]
+        """DRF's documented `cache` attribute: one client per process (shared_cache)."""
+        return shared_cache()
 
     # Set by SimpleRateThrottle.__init__ from the rate (DRF's stubs leave them out).
     num_requests: int

@@ -365,11 +365,12 @@ EXPORT_MAX_MESSAGES = env.integer("EXPORT_MAX_MESSAGES", default=500_000, minimu
 EXPORT_MAX_BYTES = env.integer("EXPORT_MAX_BYTES", default=64 * 2**20, minimum=1)
 EXPORT_USER_QUOTA_BYTES = env.integer("EXPORT_USER_QUOTA_BYTES", default=256 * 2**20, minimum=1)
 EXPORT_RETENTION_HOURS = env.integer("EXPORT_RETENTION_HOURS", default=24, minimum=1)
-# Where the worker writes export files: a volume it shares with the `files` service, from
-# which nginx sends them (docs/design.md: Room exports). EXPORT_SERVED_BY=app streams them
-# from the app process instead, for a bare Gunicorn with no nginx (it then needs the folder).
+# Where the worker writes export files: a volume it shares with the `files` service. Who
+# sends a download: `app` streams the file from this process (the seed's bare Gunicorn; the
+# folder must be here too); `nginx` answers X-Accel-Redirect and nginx sends it from the
+# `files` service, as every deployment shape sets (docs/design.md: Room exports).
 EXPORT_ROOT = Path(env.string("EXPORT_ROOT", default="/srv/exports"))
-EXPORT_SERVED_BY = env.choice("EXPORT_SERVED_BY", ("nginx", "app"), default="nginx")
+EXPORT_SERVED_BY = env.choice("EXPORT_SERVED_BY", ("app", "nginx"), default="app")
 
 # --- Error tracking (optional) -----------------------------------------------------------------
 # Sentry (core/error_tracking.py): off unless SENTRY_DSN is set. Events name the environment

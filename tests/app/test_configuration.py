@@ -32,6 +32,7 @@ SET_BY_COMPOSE = {
     "FORWARDED_ALLOW_IPS": "nginx's fixed address (NGINX_EDGE_ADDRESS)",
     "DJANGO_HTTPS": "docker-compose.tls.yml turns it on with TLS",
     "NGINX_TLS": "docker-compose.tls.yml turns it on",
+    "EXPORT_SERVED_BY": "nginx, which sends export files from the files service",
 }
 # Read by nginx, set only where it runs elsewhere (defaults fit compose).
 SET_BY_OTHER_DEPLOYMENTS = {
@@ -45,7 +46,6 @@ NOT_PASSED_BY_COMPOSE = {
     "GUNICORN_DRAIN_SECONDS": "0 under compose; the Swarm stack sets it (gunicorn.conf.py says why)",
     "TASKS_INLINE": "a benchmark's switch: tests/bench/compose.yml passes it",
     "EXPORT_ROOT": "the folder the compose volume is mounted on (the image's default)",
-    "EXPORT_SERVED_BY": "nginx in every deployment shape; `app` for a Gunicorn with no nginx",
 }
 # Interpolated by compose with a default of its own: values only compose uses.
 COMPOSE_OWNED_DEFAULTS = {

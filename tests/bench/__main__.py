@@ -80,7 +80,7 @@ FIXTURES = (
 )
 
 
-# Scenario 6: a large room to export, a small one, and users to ask (each may have
+# Scenario 6: large rooms to export (one per mode), small ones, and users to ask (each may have
 # tasks.PER_USER exports unfinished); prints the users' tokens.
 TASK_FIXTURES = (
     "from django.contrib.auth.models import User\n"
@@ -88,7 +88,9 @@ TASK_FIXTURES = (
     "from knox.models import AuthToken\n"
     "from chat.models import Room\n"
     "owner, _ = User.objects.get_or_create(username='bench')\n"
-    "for slug, size in (('bench-export', {large}), ('bench-export-small', {small})):\n"
+    "rooms = [(f'bench-export-{{m}}', {large}) for m in range(2)]\n"
+    "rooms += [(f'bench-export-small-{{k}}', {small}) for k in range({small_rooms})]\n"
+    "for slug, size in rooms:\n"
     "    room, made = Room.objects.get_or_create(slug=slug, defaults={{'title': slug, 'created_by': owner}})\n"
     "    if made:\n"
     "        with connection.cursor() as cursor:\n"
@@ -269,17 +271,20 @@ def run_ops(stack: BenchStack) -> dict[str, Any]:
 
 def run_tasks(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
     users = max(plan["exports"], plan["throughput_users"])
-    code = TASK_FIXTURES.format(large=plan["export_messages"], small=100, users=users)
+    # A room per export a user asks for (a second request for an unchanged room reuses the
+    # export): one large room per mode; small ones for the pickups, then for the throughput.
+    small = [f"bench-export-small-{k}" for k in range(plan["pickups"] + tasks.PER_USER)]
+    code = TASK_FIXTURES.format(large=plan["export_messages"], small=100, small_rooms=len(small), users=users)
     tokens = stack.compose("exec", "-T", "app", "python", "manage.py", "shell", "-c", code).stdout.split()[-users:]
     modes = []
     modes_env: list[tuple[str, dict[str, str]]] = [
         ("worker service", {}),
         ("inline in the request (TASKS_INLINE=true)", {"TASKS_INLINE": "true"}),
     ]
-    for mode, env in modes_env:
+    for number, (mode, env) in enumerate(modes_env):
         stack.serve(STACK, env=env)
         askers = tokens[: plan["exports"]]
-        run = tasks.under_exports(stack.http, stack.ws, "bench-export", askers, plan["task_idle_seconds"])
+        run = tasks.under_exports(stack.http, stack.ws, f"bench-export-{number}", askers, plan["task_idle_seconds"])
         found = asyncio.run(run)
         found.pop("ids")
         modes.append({"mode": mode, **{k: asdict(v) if isinstance(v, tasks.Latency) else v for k, v in found.items()}})
@@ -287,7 +292,7 @@ def run_tasks(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
     stack.serve(STACK)
     # Pickup: a small export asked while the worker is idle, from enqueue to its start
     # (the task table's own timestamps).
-    ids = asyncio.run(tasks.sequential_pickups(stack.http, "bench-export-small", tokens[0], plan["pickups"]))
+    ids = asyncio.run(tasks.sequential_pickups(stack.http, small[: plan["pickups"]], tokens[0]))
     listed = ", ".join(f"'{uuid.UUID(i)}'" for i in ids)  # the API's ids, parsed: nothing else gets in
     query = (
         "select string_agg((extract(epoch from t.started_at - t.enqueued_at) * 1000)::text, ' ') "  # noqa: S608
@@ -297,9 +302,9 @@ def run_tasks(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
     pickups = stack.sql(query)
     pickup_ms = [float(v) for v in pickups.split()]
     # Throughput: small exports, as many at once as the users may ask.
-    batch = [token for token in tokens[: plan["throughput_users"]] for _ in range(tasks.PER_USER)]
+    batch = [(token, slug) for token in tokens[: plan["throughput_users"]] for slug in small[plan["pickups"] :]]
     started = time.monotonic()
-    asyncio.run(tasks.export_all(stack.http, "bench-export-small", batch))
+    asyncio.run(tasks.export_all(stack.http, batch))
     took = time.monotonic() - started
     found = {
         "modes": modes,

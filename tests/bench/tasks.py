@@ -63,11 +63,12 @@ async def probe(http: str, ws: str, stop: asyncio.Event) -> Latency:
     )
 
 
-async def export_all(http: str, slug: str, tokens: list[str]) -> list[str]:
-    """One export of `slug` per token, all asked at once; waits until every one has
-    succeeded (polling its status URL) and returns their ids."""
+async def export_all(http: str, asks: list[tuple[str, str]]) -> list[str]:
+    """One export per (token, room slug), all asked at once; waits until every one has
+    succeeded (polling its status URL) and returns their ids. Each pair must be new: a
+    user's second request for an unchanged room reuses its export."""
 
-    async def one(client: httpx.AsyncClient, token: str) -> str:
+    async def one(client: httpx.AsyncClient, token: str, slug: str) -> str:
         headers = {"Authorization": f"Token {token}"}
         asked = await client.post(f"{http}/api/rooms/{slug}/exports/", headers=headers)
         assert asked.status_code == 202, asked.text
@@ -79,7 +80,7 @@ async def export_all(http: str, slug: str, tokens: list[str]) -> list[str]:
             await asyncio.sleep(0.1)
 
     async with httpx.AsyncClient(timeout=600) as client:
-        return list(await asyncio.gather(*(one(client, token) for token in tokens)))
+        return list(await asyncio.gather(*(one(client, token, slug) for token, slug in asks)))
 
 
 async def under_exports(http: str, ws: str, slug: str, tokens: list[str], idle_seconds: float) -> dict[str, object]:
@@ -93,13 +94,13 @@ async def under_exports(http: str, ws: str, slug: str, tokens: list[str], idle_s
     busy_probe = asyncio.create_task(probe(http, ws, stop))
     await asyncio.sleep(0.5)
     started = time.monotonic()
-    ids = await export_all(http, slug, tokens)
+    ids = await export_all(http, [(token, slug) for token in tokens])
     took = time.monotonic() - started
     stop.set()
     busy = await busy_probe
     return {"idle": idle, "busy": busy, "exports": len(ids), "exports_seconds": took, "ids": ids}
 
 
-async def sequential_pickups(http: str, slug: str, token: str, count: int) -> list[str]:
-    """`count` exports one after another, each asked once the worker is idle again."""
-    return [(await export_all(http, slug, [token]))[0] for _ in range(count)]
+async def sequential_pickups(http: str, slugs: list[str], token: str) -> list[str]:
+    """An export of each room one after another, each asked once the worker is idle again."""
+    return [(await export_all(http, [(token, slug)]))[0] for slug in slugs]

@@ -186,13 +186,14 @@ def test_the_workers_sends_reuse_their_redis_connections_across_jobs(
     worker = start_worker(METRICS_PORT=str(metrics_port), PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
     alice, _ = live_users
     token = alice.token(server)
-    slug = create_room(server, token, 20)
+    # A room per job: a second request for an unchanged room reuses its export.
+    slugs = [create_room(server, token, 20) for _ in range(30)]
     client = redis.Redis.from_url(os.environ["REDIS_URL"], password=os.environ.get("REDIS_PASSWORD") or None)
     redis_port = client.connection_pool.connection_kwargs["port"]
     received_before = client.info("stats")["total_connections_received"]
     jobs = 0
-    for _ in range(10):
-        exports = [request_export(server, token, slug) for _ in range(3)]
+    for round_ in range(10):
+        exports = [request_export(server, token, slug) for slug in slugs[3 * round_ : 3 * round_ + 3]]
         for export in exports:
             wait_for_status(server, token, export["url"], {"succeeded"}, within=30)
         jobs += len(exports)

@@ -158,6 +158,23 @@ def readiness(stack: Stack) -> tuple[int, dict[str, object]]:
     return int(status), json.loads(body)
 
 
+def create_user(stack: Stack) -> tuple[str, str]:
+    """A new user of the stack (staff, as `createsuperuser` makes it): name and password."""
+    username, password = f"e2e-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    stack.compose(
+        "exec", "-T", "-e", f"DJANGO_SUPERUSER_PASSWORD={password}", "app",
+        "python", "manage.py", "createsuperuser", "--noinput", "--username", username, "--email", "e2e@example.com",
+    )  # fmt: skip
+    return username, password
+
+
+def log_in(stack: Stack, user: tuple[str, str]) -> str:
+    """An API token of the user."""
+    response = httpx.post(f"{stack.http}/api/auth/token/", json={"username": user[0], "password": user[1]})
+    assert response.status_code == 200, response.text
+    return str(response.json()["token"])
+
+
 def create_room(stack: Stack, token: str) -> str:
     slug = f"e2e-{uuid.uuid4().hex[:8]}"
     response = httpx.post(

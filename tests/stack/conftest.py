@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import secrets
 import subprocess
-import uuid
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from tests.stack.compose import PROJECT, Stack, booted, write_fast_prometheus_config
+from tests.stack.compose import PROJECT, Stack, booted, create_user, log_in, write_fast_prometheus_config
 from tests.support import ROOT, free_port
 
 pytestmark = pytest.mark.stack
@@ -86,27 +84,9 @@ def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def user(stack: Stack) -> tuple[str, str]:
-    username, password = f"e2e-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    stack.compose(
-        "exec",
-        "-T",
-        "-e",
-        f"DJANGO_SUPERUSER_PASSWORD={password}",
-        "app",
-        "python",
-        "manage.py",
-        "createsuperuser",
-        "--noinput",
-        "--username",
-        username,
-        "--email",
-        "e2e@example.com",
-    )
-    return username, password
+    return create_user(stack)
 
 
 @pytest.fixture(scope="session")
 def token(stack: Stack, user: tuple[str, str]) -> str:
-    response = httpx.post(f"{stack.http}/api/auth/token/", json={"username": user[0], "password": user[1]})
-    assert response.status_code == 200, response.text
-    return str(response.json()["token"])
+    return log_in(stack, user)

@@ -12,6 +12,7 @@ import json
 import socket
 import subprocess
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -19,7 +20,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.stack.compose import Stack, client_tls
+from tests.stack.compose import Stack, client_tls, create_user, log_in
 from tests.support import ROOT
 
 pytestmark = pytest.mark.stack
@@ -315,3 +316,21 @@ async def frames_until_quiet(ws: Any) -> list[dict[str, Any]]:
             frames.append(json.loads(await asyncio.wait_for(ws.recv(), 1.5)))
         except TimeoutError:
             return frames
+
+
+def test_a_malformed_token_is_a_401_and_logging_out_ends_a_token(stack: Stack) -> None:
+    """The third probe's M3 and L1, through nginx: bytes that are not UTF-8 in the token
+    were a 500 with an ERROR traceback; the page's "Log out" left the token valid. And an
+    answer to credentials is not cached (no-store)."""
+    began = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    malformed = httpx.get(f"{stack.http}/api/rooms/", headers=[(b"Authorization", b"Token \xff\xfe\xfd")])
+    assert (malformed.status_code, malformed.json()) == (401, {"detail": "Invalid token."})
+    token = log_in(stack, create_user(stack))
+    headers = {"Authorization": f"Token {token}"}
+    rooms = httpx.get(f"{stack.http}/api/rooms/", headers=headers)
+    assert rooms.status_code == 200
+    assert "no-store" in rooms.headers["cache-control"]
+    assert httpx.post(f"{stack.http}/api/auth/logout/", headers=headers).status_code == 204
+    assert httpx.get(f"{stack.http}/api/rooms/", headers=headers).status_code == 401
+    loud = [r for r in stack.log_records("app", since=began) if r.get("level") in ("ERROR", "CRITICAL")]
+    assert loud == []
