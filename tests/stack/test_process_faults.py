@@ -44,15 +44,25 @@ for pid in sorted(p for p in os.listdir('/proc') if p.isdigit()):
 """
 
 
+def in_app(stack: Stack, replica: int, code: str) -> str:
+    """Run Python in the app replica at that place (1, 2) among the running ones, by name:
+    compose's --index names a container number, which a recreated replica no longer has."""
+    running = sorted(
+        str(c["Name"]) for c in stack.containers() if c["Service"] == "app" and c.get("State") == "running"
+    )
+    command = ["docker", "exec", "-i", running[replica - 1], "python", "-c", code]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+
 def worker_connections(stack: Stack, replica: int) -> dict[int, int]:
     """The Gunicorn workers of one app replica, each with the connections it holds."""
-    result = stack.compose("exec", "-T", "--index", str(replica), "app", "python", "-c", WORKER_CONNECTIONS)
-    return {int(pid): int(held) for pid, held in (line.split() for line in result.stdout.splitlines())}
+    output = in_app(stack, replica, WORKER_CONNECTIONS)
+    return {int(pid): int(held) for pid, held in (line.split() for line in output.splitlines())}
 
 
 def kill_worker(stack: Stack, replica: int, pid: int) -> float:
     """SIGKILL one worker; seconds until the master has replaced it."""
-    stack.compose("exec", "-T", "--index", str(replica), "app", "python", "-c", f"import os; os.kill({pid}, 9)")
+    in_app(stack, replica, f"import os; os.kill({pid}, 9)")
     started = time.monotonic()
     while True:
         now = worker_connections(stack, replica)
@@ -235,9 +245,7 @@ APP_RSS = (
 
 def app_rss_kib(stack: Stack) -> int:
     """Resident memory of every Gunicorn process of both app replicas (KiB)."""
-    return sum(
-        int(stack.compose("exec", "-T", "--index", str(i), "app", "python", "-c", APP_RSS).stdout) for i in (1, 2)
-    )
+    return sum(int(in_app(stack, i, APP_RSS)) for i in (1, 2))
 
 
 def open_socket_that_never_reads(stack: Stack, path: str) -> socket.socket:
