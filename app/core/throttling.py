@@ -1,11 +1,5 @@
-"""A rate limit that holds under concurrency, shared by every worker process and replica.
-
-A counter in the shared cache (Redis), counted with an atomic INCR: DRF's own throttles
-read a history, then write it back, so concurrent attempts all pass the same check (an
-outside probe had 15 concurrent wrong logins processed against a limit of 10). Here each
-attempt takes a number, and the ones past the limit are refused until the window, opened
-by the first attempt, closes.
-"""
+"""A rate limit that holds under concurrency, shared by every process and replica: an
+atomic counter in Redis (docs/design.md: Security and configuration says why)."""
 
 from __future__ import annotations
 

@@ -191,17 +191,18 @@ def test_the_store_images_setuid_binaries_grant_nothing(stack: Stack, service: s
     assert "cannot open /etc/shadow" in inside.stderr
 
 
+def network_field(network: str, template: str) -> str:
+    """`docker network inspect --format TEMPLATE NETWORK`."""
+    command = ["docker", "network", "inspect", "--format", template, network]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_only_the_published_services_have_a_network_with_a_route_out(stack: Stack) -> None:
     """nginx and, in the monitoring profile, Prometheus (a published port needs a network
     that is not internal); nothing else."""
     for service in ALLOWED_CAPABILITIES:
         for name in inspect(stack, service)["NetworkSettings"]["Networks"]:
-            internal = subprocess.run(
-                ["docker", "network", "inspect", "--format", "{{.Internal}}", name],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
+            internal = network_field(name, "{{.Internal}}")
             published = service in ("nginx", "prometheus") and name.endswith("_public")
             assert internal == "true" or published, (service, name)
 
@@ -220,12 +221,7 @@ def test_scripts_host_firewall_closes_the_host_to_the_internal_networks(stack: S
     """The third probe's L3: the app reached a service on the Docker host through its
     network's gateway. scripts/host-firewall closes that, and the stack serves on."""
     backend = f"{stack.project}_backend"
-    gateway = subprocess.run(
-        ["docker", "network", "inspect", "--format", "{{(index .IPAM.Config 0).Gateway}}", backend],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    gateway = network_field(backend, "{{(index .IPAM.Config 0).Gateway}}")
     firewall = [str(ROOT / "scripts" / "host-firewall")]
     env = {**stack.env(), "COMPOSE": " ".join(stack.flags())}
     with socket.socket() as listener:  # a service on the host, on every address
