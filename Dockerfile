@@ -106,7 +106,7 @@ EXPOSE 8000 9101
 # Liveness only (the process answers); compose's healthcheck asks /readyz instead.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-m", "core.probe", "/healthz"]
-# Settings come from gunicorn.conf.py (workers, timeouts, the UvicornWorker subclass).
+# Settings come from gunicorn.conf.py (the knobs; the classes and hooks: app/server/).
 CMD ["gunicorn", "mainkode_example.asgi:application"]
 
 # --- bench (scripts/bench only; never deployed) --------------------------------------------

@@ -37,12 +37,10 @@ def store_message(room: Room, author: User, body: str) -> dict[str, Any]:
 
 
 class StoredRoomConsumer(JsonFrameConsumer):
-    """Every message stored in the room, posted over REST or over any room socket, reaches
-    every socket of the room. Logged-in users (session cookie, or a token in the
-    subprotocol: core.websocket) post with `{"body": "..."}`, at most
-    CHAT_SOCKET_POST_RATE (an error frame beyond). A logged-in user's sockets also receive
-    `{"export": {...}}` when an export they asked for is finished. An unknown room closes
-    with 4404, an unknown token with 4401."""
+    """Every message stored in the room (over REST or any room socket) reaches every socket
+    of the room. Logged-in users post `{"body": "..."}` (at most CHAT_SOCKET_POST_RATE) and
+    receive `{"export": {...}}` when their export is finished. An unknown room closes with
+    4404, an unknown token with 4401 (docs/api.md)."""
 
     frame_example = '{"body": "..."}'
     room: Room | None = None

@@ -22,7 +22,8 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from chat.models import Message, RoomExport
-from core.worker import group_send
+from chat.serializers import RoomExportSerializer
+from core.groups import group_send_sync
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +140,6 @@ def _lines(export: RoomExport, messages: QuerySet[Message], count: int) -> Itera
 
 
 def payload(export: RoomExport) -> dict[str, Any]:
-    from chat.serializers import RoomExportSerializer  # noqa: PLC0415 (serializers import this module)
-
     return dict(RoomExportSerializer(export).data)
 
 
@@ -149,29 +148,15 @@ def notify(export_id: Any) -> None:
     nothing: the status URL says the same."""
     export = RoomExport.objects.select_related("room").get(pk=export_id)
     try:
-        group_send(user_group(export.requested_by_id), {"type": EVENT_TYPE, "export": payload(export)})
+        group_send_sync(user_group(export.requested_by_id), {"type": EVENT_TYPE, "export": payload(export)})
     except (RedisError, OSError, TimeoutError) as error:
         logger.warning(
             "export %s: its requester's sockets were not told (%s); the status URL is right", export.pk, error
         )
 
 
-def record_failure(sender: Any, task_result: Any, **kwargs: Any) -> None:
-    """task_finished receiver: an export whose task failed (it raised, or its worker went
-    silent too often: core.worker) is recorded as failed with the error, and its requester
-    told."""
-    from chat.tasks import export_room  # noqa: PLC0415 (tasks import this module)
-
-    if task_result.task.func is not export_room.func or task_result.status != "FAILED":
-        return
-    error = task_result.errors[-1].traceback.strip().splitlines()[-1] if task_result.errors else "failed"
-    updated = RoomExport.objects.filter(pk=task_result.args[0]).exclude(status=RoomExport.Status.FAILED)
-    if updated.update(status=RoomExport.Status.FAILED, error=error[:2000], finished_at=timezone.now()):
-        notify(task_result.args[0])
-
-
 def prune(**kwargs: Any) -> None:
-    """core.worker.housekeeping receiver: exports finished more than EXPORT_RETENTION_HOURS
+    """worker.signals.housekeeping receiver: exports finished more than EXPORT_RETENTION_HOURS
     ago go, with their files; so do files no export names any more."""
     cutoff = timezone.now() - timedelta(hours=settings.EXPORT_RETENTION_HOURS)
     expired = list(RoomExport.objects.filter(finished_at__lt=cutoff))

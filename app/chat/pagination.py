@@ -1,10 +1,6 @@
-"""Cursor pagination of a room's messages.
-
-- Without `?after`: the newest page first; `next` leads to older pages (scrolling back).
-- With `?after=<id>`: messages after that id, oldest first; `next` leads to newer pages
-  (catching up after a reconnect).
-Either way a page lists its messages oldest to newest. Cursors are opaque and stable
-while messages are added (no offset drift).
+"""Cursor pagination of a room's messages: the newest page first, `next` leading to older
+ones; with `?after=<id>`, the messages after it, `next` leading to newer ones (catching
+up after a reconnect). Pages list oldest to newest; cursors stay stable as messages come.
 """
 
 from __future__ import annotations

@@ -82,12 +82,9 @@ class RoomMessagesView(generics.ListCreateAPIView[Message]):
         room = self.room()
         message = serializer.save(room=room, author=self.request.user)
         payload = message_payload(message)
-        # Only once the row is committed, so a client never hears of a message it cannot
-        # then fetch. This sync view runs in a worker thread under ASGI; async_to_sync
-        # hands the send to the worker's event loop (its pooled Redis connections) and
-        # waits, so the 201 goes out after the broadcast. robust: if Redis is down the
-        # failure is logged and the 201 still stands: the row is stored, and clients
-        # fetch it with ?after= when their sockets come back.
+        # Once the row is committed (no client hears of a message it cannot fetch), on the
+        # worker's event loop, before the 201; with Redis down the failure is logged and the
+        # 201 stands (clients catch up with ?after=). docs/design.md: Posting over REST.
         transaction.on_commit(lambda: async_to_sync(publish)(room.group_name, payload), robust=True)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -102,10 +99,10 @@ class ExportCreateThrottle(AtomicRateThrottle):
 
 
 class RoomExportCreateView(generics.GenericAPIView[RoomExport]):
-    """Ask for an export of the room's whole history (logged-in users). Answers 202 at once;
-    the worker service builds it; the requester's sockets hear when it is finished, and its
-    status URL says the same. If the requester's last export of the room holds every message
-    (or is still queued), that one is answered instead: 200 if it is ready, else 202."""
+    """Ask for an export of the room's whole history (logged-in users): 202, and the worker
+    service builds it; the requester's sockets hear when it is done, as its status URL
+    says. The requester's last export of an unchanged room is answered instead (200 if
+    ready, else 202)."""
 
     serializer_class = RoomExportSerializer
     permission_classes = [IsAuthenticated]

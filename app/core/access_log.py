@@ -1,9 +1,7 @@
-"""The app's access log: one JSON object per HTTP request and per WebSocket connection,
-carrying nginx's X-Request-ID, so one request can be followed through nginx's log and
-the app's. An ASGI middleware around the whole application (uvicorn's own access log is
-off: its line format has no room for the request id), and the same line from a WSGI
-wrapper for the WSGI entry point (wsgi.py), so every server the benchmark compares pays
-for the same log."""
+"""The app's access log: one JSON line per HTTP request and per WebSocket, with nginx's
+X-Request-ID; an ASGI middleware, and the same line from a WSGI wrapper (wsgi.py), so
+every server the benchmark compares pays for the same log.
+"""
 
 from __future__ import annotations
 

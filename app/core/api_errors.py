@@ -1,16 +1,6 @@
-"""API errors beyond DRF's own, and their place in the OpenAPI schema.
-
-- A database that cannot be reached is the server's temporary problem, not a bug: 503
-  with a clear body and Retry-After, quickly (the pool gives up after DB_POOL_TIMEOUT
-  seconds), instead of an HTML 500. So is Redis, where a request needs it: the login
-  throttle's counters live there, and a login is refused (503) rather than let through
-  unthrottled.
-- An unknown URL under /api/ answers JSON like the API's own 404s.
-- The schema lists the error answers every operation can give. drf-spectacular documents
-  what a view returns on success; the errors come from layers it does not see (DRF's
-  authentication and parsers, pagination, nginx's limits, the handler above), so clients
-  and schema fuzzers (schemathesis, in the stack tests) would otherwise meet undocumented
-  status codes.
+"""API errors beyond DRF's own (a store out of reach: 503 with Retry-After; an unknown
+/api/ URL: a JSON 404) and the error answers every operation lists in the OpenAPI
+schema. Why: docs/design.md (Security and configuration).
 """
 
 from __future__ import annotations

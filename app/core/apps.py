@@ -3,9 +3,8 @@ from django.contrib.admin import apps as admin_apps
 
 
 class CoreConfig(AppConfig):
-    """Cross-cutting machinery of the service (no domain data: its one model is the worker
-    service's heartbeat; and no import of a domain app: the import contracts in
-    pyproject.toml fail lint otherwise)."""
+    """Cross-cutting machinery of the service: no model, and no import of another app (the
+    import contracts in pyproject.toml)."""
 
     default = True  # of the two configurations here, the one `"core"` in INSTALLED_APPS means
     name = "core"
@@ -13,9 +12,12 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         # checks and openapi register the system checks and the schema's token scheme.
-        from core import checks, error_tracking, openapi  # noqa: F401, PLC0415
+        from django.core.signals import setting_changed  # noqa: PLC0415
+
+        from core import checks, error_tracking, openapi, throttling  # noqa: F401, PLC0415
 
         error_tracking.init()
+        setting_changed.connect(throttling.new_cache_settings, dispatch_uid="core.throttling.new_cache_settings")
 
 
 class AdminConfig(admin_apps.AdminConfig):

@@ -1,9 +1,7 @@
-"""Optional error tracking (docs/operations.md: Error tracking): with SENTRY_DSN set, errors
-go to Sentry (sentry-sdk): a request's or a socket's unhandled exception, and any log
-record at ERROR (a failed task: django-tasks logs it with its exception), each with the
-request id nginx gave its request (the X-Request-ID the access logs carry) as the tag
-`request_id` (RequestIdTagMiddleware). The SDK's defaults keep cookies, user details and
-bodies out of events. Without a DSN the SDK is never initialised: no traffic, no patching."""
+"""Optional error tracking (docs/operations.md: Error tracking): with SENTRY_DSN set,
+unhandled exceptions and ERROR log records go to Sentry, tagged with nginx's request id;
+without it the SDK is never initialised. Why: docs/design.md (Metrics).
+"""
 
 from __future__ import annotations
 

@@ -1,19 +1,7 @@
-"""Channel-layer groups joined once per worker process, not once per socket.
-
-Channels' own way gives every socket a channel of its own: a message to a room of 1,000
-sockets is then 1,000 messages written to Redis, and 1,000 read back, decoded and queued
-one by one by the processes that hold them. Here a process's sockets join a group through
-its `GroupHub`, whose one channel is the process's only member of that group in the layer:
-a group message reaches each process once, and the hub hands that same event to every
-local member's inbox (the socket's consumer dispatches it from there, so a slow client
-delays only itself). The hub also renews its memberships at half the layer's
-`group_expiry` (channels_redis forgets a member after it, socket open or not).
-
-Every sender goes through `group_send` here, which names the group inside the event: the
-hub needs it to find the members, and a plain `channel_layer.group_send` would reach no
-socket. When the layer's Redis fails under the hub (a read or a renewal), every member is
-told (`CHANNEL_LAYER_FAILED`: the socket closes with 1013, core.websocket) and the hub
-starts anew with the next join. Why hand-written: docs/design.md (WebSockets and the
+"""Channel-layer groups joined once per worker process, not once per socket: a process's
+sockets join through its `GroupHub`, whose one channel is the process's only member of
+each group; every sender goes through `group_send` (or `group_send_sync`) here, which
+names the group inside the event. Why hand-written: docs/design.md (WebSockets and the
 channel layer).
 """
 
@@ -22,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.layers import get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import channel_layers, get_channel_layer
 from django.conf import settings
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -60,17 +50,46 @@ def group_event(group: str, message: dict[str, Any]) -> dict[str, Any]:
 
 
 async def group_send(group: str, message: dict[str, Any]) -> None:
-    """Send `message` (its "type" names the consumers' handler) to every socket in `group`,
-    in every process and replica."""
+    """From async code: send `message` (its "type" names the consumers' handler) to every
+    socket in `group`, in every process and replica."""
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured (CHANNEL_LAYERS)")
+    await _send(layer, group, message)
+
+
+def group_send_sync(group: str, message: dict[str, Any], timeout: float = 30) -> None:
+    """From sync code outside the web server's loop (tasks): as `group_send`, through the
+    process's one channel-layer thread."""
+    loop, layer = ChannelLayerThread.loop_and_layer()
+    asyncio.run_coroutine_threadsafe(_send(layer, group, message), loop).result(timeout)
+
+
+async def _send(layer: Any, group: str, message: dict[str, Any]) -> None:
     if not settings.METRICS_ENABLED:
         await layer.group_send(group, group_event(group, message))
         return
     metrics.GROUP_SENDS.inc()
     with metrics.GROUP_SEND_FAILURES.count_exceptions(), metrics.GROUP_SEND_DURATION.time():
         await layer.group_send(group, group_event(group, message))
+
+
+class ChannelLayerThread:
+    """One event loop in a thread, with a channel layer of its own, for the sends from sync
+    code: async_to_sync would start a loop, and a Redis connection, per send (why:
+    docs/design.md, Background tasks)."""
+
+    _lock = threading.Lock()
+    _started: tuple[asyncio.AbstractEventLoop, Any] | None = None
+
+    @classmethod
+    def loop_and_layer(cls) -> tuple[asyncio.AbstractEventLoop, Any]:
+        with cls._lock:
+            if cls._started is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="channel-layer", daemon=True).start()
+                cls._started = (loop, channel_layers.make_backend(DEFAULT_CHANNEL_LAYER))
+            return cls._started
 
 
 @dataclass

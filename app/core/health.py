@@ -1,11 +1,6 @@
-"""Health endpoints for Docker and load balancers.
-
-- `/healthz` (liveness): answered by a middleware placed first, so it touches no database,
-  no Redis and no ALLOWED_HOSTS check (a probe from inside the container uses whatever
-  Host it likes).
-- `/readyz` (readiness): Postgres answers, Redis answers, no unapplied migrations. 200 or
-  503 with the failing dependency named. Also answered before the Host check, for the same
-  reason.
+"""Health endpoints, answered before the Host check: `/healthz` (liveness, a middleware
+placed first: no database, no Redis) and `/readyz` (readiness: Postgres, Redis and no
+unapplied migration; 503 naming what fails).
 """
 
 from __future__ import annotations

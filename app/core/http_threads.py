@@ -1,15 +1,7 @@
 """Plain HTTP through Django's WSGI handler, one request per thread of a bounded pool,
-inside the ASGI worker (DJANGO_HTTP_HANDLER=wsgi, the default; asgi.py picks it): the
-middleware, the view and the ORM run together in one pool thread, as under a WSGI server,
-while the event loop goes on serving WebSockets. Why, and why not a library's adapter:
-docs/design.md (Serving).
-
-The request runs through `sync_to_async(thread_sensitive=False)` with its own executor, so
-`async_to_sync` in a view reaches the worker's event loop; the environ is built by
-asgiref's own code; the response's `close()` is called, which fires Django's
-`request_finished` (the DB connection goes back to the pool). Responses are collected,
-then sent: a streaming response would be held in memory until complete (run
-DJANGO_HTTP_HANDLER=asgi for that).
+inside the ASGI worker (DJANGO_HTTP_HANDLER=wsgi, the default): the event loop goes on
+serving WebSockets meanwhile. Responses are collected, then sent. Why, and why no
+library's adapter: docs/design.md (The server layer).
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
-"""The app's Prometheus metrics (prometheus-client): every one is named here, and the
-code that moves each is here too (HTTP: a Django middleware, so both HTTP paths of asgi.py
-count; WebSockets: an ASGI middleware; the channel layer: core.groups.group_send; the
-Postgres pool: read after a request, at most once a second; tasks: the task_finished
-signal), except the task queue's state, which the worker service reads from Postgres at
-each scrape (core/worker.py).
-
-Every process writes its values to files in PROMETHEUS_MULTIPROC_DIR (prometheus-client's
-multiprocess mode: set before Python starts, the image's ENV); the Gunicorn master merges
-them into one view of the replica and serves it on METRICS_PORT, which nginx never
-proxies (gunicorn.conf.py). Gauges count live processes only ("livesum"): a worker that
-dies takes its open sockets and requests in flight with it. What each metric means and
-the questions it answers: docs/operations.md (Metrics)."""
+"""The app's Prometheus metrics: every one is named here, with the code that moves it (HTTP
+and WebSocket middleware, group sends, the Postgres pool, finished tasks); the task
+queue's state is the worker service's (worker/queue.py). Each process writes to
+PROMETHEUS_MULTIPROC_DIR; the arbiter serves them merged (server/metrics.py). Why:
+docs/design.md (Metrics); what each means: docs/operations.md (Metrics).
+"""
 
 from __future__ import annotations
 
@@ -118,7 +111,7 @@ def serve(port: int, *collectors: Any) -> None:
 
 
 def record_task_finished(sender: Any, task_result: Any, **kwargs: Any) -> None:
-    """django-tasks' task_finished receiver (connected by core/worker.py)."""
+    """django-tasks' task_finished receiver (connected by worker.apps)."""
     task = task_result.task.module_path
     TASKS_FINISHED.labels(task, str(task_result.status.value).lower()).inc()
     if task_result.started_at and task_result.finished_at:
@@ -147,11 +140,9 @@ def route_of(request: HttpRequest) -> str:
 
 
 class PoolStats:
-    """The pools' current sizes, and what their checkouts waited since the last reading
-    (psycopg_pool's pop_stats: counters reset as they are read), at most once a second per
-    process: the pools belong to the process, and reading them costs more than the rest of
-    a request's metrics. Read through this thread's connections: a thread that used none
-    (a request without a query) knows no pool and leaves the reading to another."""
+    """The pools' sizes and what their checkouts waited since the last reading (psycopg_pool's
+    pop_stats), read at most once a second per process through this thread's connections
+    (a thread that used none leaves it to another). Why: docs/design.md (Metrics)."""
 
     read_at = 0.0
 
@@ -220,11 +211,9 @@ Message = MutableMapping[str, Any]
 
 
 class FrameTally:
-    """WebSocket frames counted in this process and added to their counters a second after
-    the first one since the last time, and whenever a socket opens or closes. A counter's
-    increment in multiprocess mode is a locked write to its file, several times what the
-    rest of the middleware costs a frame, and a fan-out sends thousands a second
-    (docs/benchmarks.md, section 7). The counters run up to a second behind."""
+    """WebSocket frames counted in this process, added to their counters a second after the
+    first since the last time and whenever a socket opens or closes: the counters run up to
+    a second behind. Why: docs/design.md (Metrics)."""
 
     def __init__(self) -> None:
         self.pending: dict[Any, int] = {}

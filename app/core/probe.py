@@ -1,11 +1,6 @@
-"""`python -m core.probe /readyz`: the container healthcheck's HTTP client.
-`python -m core.probe --worker`: the worker service's (core/worker.py), which reads the
-deadline its last heartbeat wrote.
-
-The slim image has no curl; this asks the local server for a path and exits 0 on a 2xx,
-1 otherwise (printing why). A plain socket and HTTP/1.0, no Django and not even urllib:
-the healthcheck runs every few seconds for the container's whole life, and urllib's
-imports took two thirds of each run's CPU.
+"""`python -m core.probe /readyz`: the container healthcheck's HTTP client (exit 0 on a
+2xx); `python -m core.probe --worker`: the worker service's, which reads the deadline its
+last heartbeat wrote. A plain socket, no Django, no urllib: docs/design.md (Images).
 """
 
 import os

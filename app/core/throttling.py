@@ -8,8 +8,6 @@ from typing import Any
 
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 from rest_framework.throttling import SimpleRateThrottle
 
 
@@ -20,8 +18,8 @@ def shared_cache() -> BaseCache:
     return caches.create_connection("default")
 
 
-@receiver(setting_changed)
-def _new_cache_settings(setting: str, **kwargs: object) -> None:
+def new_cache_settings(setting: str, **kwargs: object) -> None:
+    """setting_changed receiver (tests): a new CACHES gets a new client."""
     if setting == "CACHES":
         shared_cache.cache_clear()
 

@@ -1,10 +1,7 @@
-"""WebSocket policy shared by every socket route: which handshakes may proceed (an Origin
-that is not the site's own is refused, a missing one let through), how a client logs in (a token in the
-subprotocol), what a bad frame gets back (an error frame; the socket stays open), and the
-application close codes. Why each: docs/design.md (WebSockets and the channel layer).
-
-A client logs in by
-offering SUBPROTOCOL plus `auth.<token>`; the server answers SUBPROTOCOL, never the token.
+"""WebSocket policy shared by every socket route: which handshakes proceed (Origin), how a
+client logs in (SUBPROTOCOL plus `auth.<token>`; the answer never echoes the token), what
+a bad frame gets (an error frame; the socket stays open), and the close codes. Why each:
+docs/design.md (WebSockets and the channel layer).
 """
 
 from __future__ import annotations
@@ -153,12 +150,9 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
     channel_layer_alias = NO_CHANNEL_LAYER
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Channels' AsyncConsumer.__call__, except that the messages come from the
-        socket's inbox (group events from the hub, the client's behind them: `forward`)
-        where Channels would start a task for every message of either; and a
-        channel-layer failure (Redis gone: the hub's read, a group_add in the handshake, a
-        group_send) closes the socket with CLOSE_TRY_AGAIN_LATER, where it would drop it
-        without a close frame (or answer the handshake with a 500)."""
+        """Channels' AsyncConsumer.__call__, reading one inbox (group events and the client's
+        messages) and closing with CLOSE_TRY_AGAIN_LATER when the channel layer fails. Why:
+        docs/design.md (WebSockets and the channel layer)."""
         self.scope, self.channel_layer, self.base_send = scope, None, send
         self.inbox = new_inbox()
         forwarder = asyncio.create_task(self.forward(receive)) if self.joins_groups else None

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "core",
     "demo",
     "chat",
+    "worker",
 ]
 
 MIDDLEWARE = [
@@ -177,11 +178,9 @@ REDIS_PASSWORD = env.secret("REDIS_PASSWORD", allow_placeholder=LOCAL_MODE, requ
 # consumers die with "Timeout reading from ..." (django/channels_redis#422). Longer than
 # that pop, yet finite, so a dead Redis connection is still noticed.
 REDIS_SOCKET_TIMEOUT = 15
-# redis-py 8 caps an asyncio connection pool at 100 connections by default (it was
-# unbounded) and raises MaxConnectionsError, instead of waiting, when a burst of socket
-# handshakes (each a group_add) needs more: the benchmark's idle-socket scenario found it.
-# Connections are reused, so the steady state stays small; this bounds the burst (per
-# worker process; Redis allows 10,000 clients).
+# redis-py 8 caps an asyncio pool at 100 connections and raises, instead of waiting, when a
+# burst of socket handshakes needs more; this bounds the burst instead (per worker process;
+# Redis allows 10,000 clients), while the steady state stays small.
 CHANNEL_LAYER_MAX_CONNECTIONS = env.integer("CHANNEL_LAYER_MAX_CONNECTIONS", default=1000, minimum=1)
 # A pooled connection that Redis dropped (a restart) fails only when next used: a command
 # that meets a broken connection runs once more, on a new one, so the first handshake or
@@ -313,7 +312,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Background tasks ------------------------------------------------------------------------
-# CPU-heavy or slow work runs in the worker service (core/worker.py), never on a web
+# CPU-heavy or slow work runs in the worker service (app/worker/), never on a web
 # process's event loop. The queue is a table in Postgres (django-tasks-db): an enqueue in a
 # request's transaction commits with it or not at all. docs/operations.md: Background tasks.
 # TASKS_INLINE=true runs each task inside the request that enqueues it: only for the
@@ -343,7 +342,7 @@ WORKER_POLL_INTERVAL = env.number("WORKER_POLL_INTERVAL", default=1.0, minimum=0
 WORKER_HOUSEKEEPING_INTERVAL = env.number("WORKER_HOUSEKEEPING_INTERVAL", default=600.0, minimum=1.0)
 # Finished task rows (their results and errors) are kept this many days.
 TASK_RESULT_RETENTION_DAYS = env.integer("TASK_RESULT_RETENTION_DAYS", default=7, minimum=1)
-# The port the worker service serves its metrics on (core/worker.py), inside its container;
+# The port the worker service serves its metrics on (app/worker/), inside its container;
 # 0: not served. The same variable and default as the app's Gunicorn master, which reads
 # it before Django starts (gunicorn.conf.py says why this port).
 METRICS_PORT = env.integer("METRICS_PORT", default=9101, minimum=0, maximum=65535)

@@ -6,13 +6,15 @@ one and forgotten in another fails here."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.support import (
+from tests.sources import (
     ROOT,
     nginx_defaults,
     nginx_derived,
@@ -43,8 +45,8 @@ SET_BY_OTHER_DEPLOYMENTS = {
 # Read by the app's code, deliberately not passed by compose.
 NOT_PASSED_BY_COMPOSE = {
     "POSTGRES_PORT": "compose's Postgres listens on its default port; for a database elsewhere",
-    "GUNICORN_DRAIN_SECONDS": "0 under compose; the Swarm stack sets it (gunicorn.conf.py says why)",
-    "TASKS_INLINE": "a benchmark's switch: tests/bench/compose.yml passes it",
+    "GUNICORN_DRAIN_SECONDS": "0 under compose; the Swarm stack sets it (docs/design.md, Shutdown timings)",
+    "TASKS_INLINE": "a benchmark's switch: bench/compose.yml passes it",
     "EXPORT_ROOT": "the folder the compose volume is mounted on (the image's default)",
 }
 # Interpolated by compose with a default of its own: values only compose uses.
@@ -83,7 +85,7 @@ STACK_OWNED_DEFAULTS = {"APP_REPLICAS": "the app's replicas"}
 SET_BY_THE_STACK = {"GUNICORN_DRAIN_SECONDS": "Swarm drops a stopping task from DNS at once"}
 # Set by compose alone.
 SET_BY_COMPOSE_ALONE = {
-    "GUNICORN_EXIT_HOLD_SECONDS": "Docker's DNS keeps a compose container until it exits (gunicorn.conf.py says why)"
+    "GUNICORN_EXIT_HOLD_SECONDS": "Docker's DNS keeps a container until it exits (docs/design.md, Shutdown timings)"
 }
 # Set by scripts/swarm-deploy, never by an operator.
 SET_BY_SWARM_DEPLOY = {
@@ -248,3 +250,22 @@ def test_every_service_rotates_its_log(path: Path) -> None:
         logging = service.get("logging", {})
         assert logging.get("driver") == "json-file", name
         assert {"max-size", "max-file"} <= set(logging.get("options", {})), name
+
+
+def test_the_swarm_stack_s_django_environment_is_written_from_compose_s(tmp_path: Path) -> None:
+    """scripts/sync-stack-env: the committed block is what it writes, and a hand edit is caught."""
+    check = subprocess.run(["scripts/sync-stack-env", "--check"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stderr
+    copy = tmp_path / "repo"
+    for name in ("docker-compose.yml", "deploy/swarm/stack.yml", "scripts/sync-stack-env"):
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, copy / name)
+    stack = copy / "deploy" / "swarm" / "stack.yml"
+    stack.write_text(stack.read_text().replace("DB_POOL_TIMEOUT: ${DB_POOL_TIMEOUT:-}", 'DB_POOL_TIMEOUT: "5"'))
+    edited = subprocess.run(
+        ["scripts/sync-stack-env", "--check"], cwd=copy, capture_output=True, text=True, check=False
+    )
+    assert edited.returncode == 1
+    assert "DB_POOL_TIMEOUT" in edited.stderr
+    subprocess.run(["scripts/sync-stack-env"], cwd=copy, check=True)
+    assert stack.read_text() == STACK_FILE.read_text()

@@ -23,7 +23,7 @@ from chat.tasks import export_room
 from core import error_tracking
 from tests.app.app_process import load_settings_and_run
 from tests.app.test_exports import run_queue
-from tests.support import free_port
+from tests.clients import free_port
 
 
 def failing_view(request: HttpRequest) -> HttpResponse:

@@ -1,4 +1,4 @@
-"""Room exports (chat/exports.py) and the worker machinery they run on (core/worker.py),
+"""Room exports (chat/exports.py) and the worker machinery they run on (app/worker/),
 against the real Postgres queue and the real Redis layer: the REST side, the task run by
 the real django-tasks-db loop, the socket event, failures, lost workers, housekeeping."""
 
@@ -26,16 +26,16 @@ from rest_framework.test import APIClient
 from chat import exports
 from chat.models import Message, Room, RoomExport
 from chat.views import ExportCreateThrottle
-from core import worker
-from core.models import WorkerHeartbeat
 from mainkode_example.asgi import application
+from worker import heartbeat, housekeeping, loop, queue
+from worker.models import WorkerHeartbeat
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def run_queue() -> None:
     """The worker service's task loop, until the queue is empty."""
-    worker.TaskWorker(
+    loop.TaskWorker(
         queue_names=["*"],
         interval=0,
         batch=True,
@@ -209,7 +209,7 @@ def test_a_task_of_a_silent_worker_runs_again(alice_api: APIClient, talk: list[M
     lost = claimed_by("killed", body["id"], attempts=1)
     other_body = request_export(alice_api, room("other"))
     busy = claimed_by("alive", other_body["id"], attempts=1)
-    assert worker.recover_lost_tasks() == []
+    assert heartbeat.recover_lost_tasks() == []
     lost.refresh_from_db()
     busy.refresh_from_db()
     assert (lost.status, busy.status) == ("READY", "RUNNING")
@@ -226,10 +226,10 @@ def test_a_task_whose_worker_is_lost_too_often_fails_and_its_export_too(
     settings.TASK_MAX_ATTEMPTS = 2
     body = request_export(alice_api)
     lost = claimed_by("killed-again", body["id"], attempts=2)
-    assert [result.pk for result in worker.recover_lost_tasks()] == [lost.pk]
+    assert [result.pk for result in heartbeat.recover_lost_tasks()] == [lost.pk]
     lost.refresh_from_db()
     assert lost.status == "FAILED"
-    assert lost.exception_class_path == "core.worker.WorkerLost"
+    assert lost.exception_class_path == "worker.heartbeat.WorkerLost"
     status = alice_api.get(body["url"]).json()
     assert status["status"] == "failed"
     assert "went silent on each of 2 runs" in status["error"]
@@ -239,14 +239,14 @@ def test_a_task_just_claimed_is_left_alone(alice_api: APIClient, talk: list[Mess
     # Its worker's first heartbeat may simply not be visible yet.
     body = request_export(alice_api)
     fresh = claimed_by("unknown-yet", body["id"], attempts=1, minutes_ago=0)
-    assert worker.recover_lost_tasks() == []
+    assert heartbeat.recover_lost_tasks() == []
     fresh.refresh_from_db()
     assert fresh.status == "RUNNING"
 
 
 def housekeeping_in_own_session() -> bool:
     try:
-        return worker.run_housekeeping()
+        return housekeeping.run_housekeeping()
     finally:
         connection.close()
 
@@ -263,14 +263,14 @@ def test_housekeeping_prunes_old_exports_and_finished_tasks_in_one_worker_at_a_t
     with connection.cursor() as cursor:
         # Another worker (this thread's database session) is at it: a worker in another
         # session does nothing.
-        cursor.execute("SELECT pg_advisory_lock(%s)", [worker.HOUSEKEEPING_LOCK])
+        cursor.execute("SELECT pg_advisory_lock(%s)", [housekeeping.HOUSEKEEPING_LOCK])
         try:
             with ThreadPoolExecutor(1) as elsewhere:
                 assert elsewhere.submit(housekeeping_in_own_session).result() is False
         finally:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [worker.HOUSEKEEPING_LOCK])
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [housekeeping.HOUSEKEEPING_LOCK])
     assert RoomExport.objects.filter(pk=old["id"]).exists()
-    assert worker.run_housekeeping() is True
+    assert housekeeping.run_housekeeping() is True
     assert not RoomExport.objects.filter(pk=old["id"]).exists()
     assert not DBTaskResult.objects.filter(pk=old_task).exists()
     assert RoomExport.objects.filter(pk=recent["id"]).exists()
@@ -279,7 +279,7 @@ def test_housekeeping_prunes_old_exports_and_finished_tasks_in_one_worker_at_a_t
 
 def queue_state() -> dict[str, float]:
     """What the worker's metrics port serves about the queue, read as a scrape reads it."""
-    return {family.name: family.samples[0].value for family in worker.TaskQueueCollector().collect()}
+    return {family.name: family.samples[0].value for family in queue.TaskQueueCollector().collect()}
 
 
 def finished(status: str) -> float:
@@ -311,7 +311,7 @@ def test_the_task_metrics_follow_the_queue_and_each_outcome(
     claimed_by("killed", second["id"], attempts=1)
     state = queue_state()
     assert (state["app_tasks_queued"], state["app_tasks_running"]) == (1, 1)
-    assert worker.recover_lost_tasks()  # its one run is used up: failed
+    assert heartbeat.recover_lost_tasks()  # its one run is used up: failed
     run_queue()
     assert queue_state() == empty  # the third is still not due
     assert (finished("successful"), finished("failed")) == (succeeded + 1, failed + 1)
@@ -425,7 +425,7 @@ def test_a_user_whose_exports_fill_the_quota_gets_a_429_until_they_expire(
     assert refused.status_code == 429
     assert "quota" in refused.json()["detail"]
     RoomExport.objects.filter(pk=first["id"]).update(finished_at=timezone.now() - timedelta(days=2))
-    worker.run_housekeeping()
+    housekeeping.run_housekeeping()
     request_export(alice_api, "other")
 
 
@@ -442,5 +442,5 @@ def test_housekeeping_deletes_files_no_export_names_once_they_are_old(settings: 
     for name, path in files.items():
         path.write_bytes(b"x")
         os.utime(path, (old, old) if not name.startswith("young") else (young, young))
-    assert worker.run_housekeeping() is True
+    assert housekeeping.run_housekeeping() is True
     assert {name for name, path in files.items() if path.exists()} == {"young orphan", "young partial"}

@@ -4,7 +4,7 @@ import pytest
 from django.test import AsyncClient, Client, override_settings
 
 from tests.app.app_process import load_settings_and_run
-from tests.support import HELLO_BODY
+from tests.clients import HELLO_BODY
 
 
 def test_hello_answers_the_documented_message_byte_for_byte(client: Client) -> None:

@@ -13,7 +13,7 @@ from django.core.wsgi import get_wsgi_application
 
 from core.http_threads import ThreadedWsgiApp
 from mainkode_example.wsgi import application as wsgi_entry_point  # imported here: it sets Django up
-from tests.support import HELLO_BODY
+from tests.clients import HELLO_BODY
 
 
 async def call(app: ThreadedWsgiApp, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> list[Any]:

@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from core.groups import Inbox, deliver, group_send
+from core.groups import Inbox, deliver, group_send, group_send_sync
 from core.metrics import DB_POOL_CONNECTIONS, UNMATCHED, PoolStats
 from mainkode_example.asgi import application
 from tests.app.app_process import load_settings_and_run
@@ -109,6 +109,15 @@ async def test_group_sends_are_counted_and_timed() -> None:
     assert value("app_channel_layer_group_sends_total") == sends + 1
     assert value("app_channel_layer_group_send_duration_seconds_count") == timed + 1
     assert value("app_channel_layer_group_send_failures_total") == failures
+
+
+def test_group_sends_from_sync_code_are_counted_and_timed_too() -> None:
+    """The tasks' helper (core.groups.group_send_sync) records what the async one does."""
+    sends = value("app_channel_layer_group_sends_total")
+    timed = value("app_channel_layer_group_send_duration_seconds_count")
+    group_send_sync("metrics-test", {"type": "chat.message", "message": "nobody listens"})
+    assert value("app_channel_layer_group_sends_total") == sends + 1
+    assert value("app_channel_layer_group_send_duration_seconds_count") == timed + 1
 
 
 @pytest.mark.parametrize(("enabled", "recorded"), [("true", True), ("false", False)])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.sources import ROOT
 
 
 def start(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:

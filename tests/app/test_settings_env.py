@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.app.app_process import load_settings, load_settings_and_run, run_in_app
-from tests.support import REQUIRED_VARIABLES
+from tests.sources import REQUIRED_VARIABLES
 
 # Where each secret ends up in the settings.
 SETTING_OF = {

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from tests.support import REQUIRED_VARIABLES, ROOT, nginx_defaults, variables_read_by_app_code, variables_read_by_nginx
+from tests.sources import REQUIRED_VARIABLES, ROOT, nginx_defaults, variables_read_by_app_code, variables_read_by_nginx
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 OVERLAYS = sorted(path.name for path in (KUBERNETES / "overlays").iterdir())
@@ -38,7 +38,7 @@ def render(overlay: str, workdir: Path) -> list[dict[str, Any]]:
 
 
 def gunicorn_graceful_timeout_default() -> int:
-    match = re.search(r'_env_int\("GUNICORN_GRACEFUL_TIMEOUT", (\d+)', (ROOT / "gunicorn.conf.py").read_text())
+    match = re.search(r'env\.integer\("GUNICORN_GRACEFUL_TIMEOUT", (\d+)', (ROOT / "gunicorn.conf.py").read_text())
     assert match, "gunicorn.conf.py no longer reads GUNICORN_GRACEFUL_TIMEOUT"
     return int(match.group(1))
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.kubernetes.manifests import OVERLAYS, named, render, violations
-from tests.support import ROOT
+from tests.sources import ROOT
 
 KUBERNETES_VERSION = "1.33.0"
 Objects = list[dict[str, Any]]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.clients import free_port, wait_for_http
 from tests.live.servers import APP_DIR, LiveServer, LiveUser, configured_command, documented_command, manage
-from tests.support import free_port, wait_for_http
 
 pytestmark = pytest.mark.live
 

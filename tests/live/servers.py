@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from tests.support import OnLoopback
+from tests.clients import OnLoopback
 
 APP_DIR = Path(__file__).resolve().parents[2] / "app"
 

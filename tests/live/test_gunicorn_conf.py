@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,9 +21,10 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as connect_sync
 
+from tests.clients import HELLO_BODY, free_port, wait_for_http
 from tests.live.servers import APP_DIR, LiveServer, configured_command
-from tests.support import HELLO_BODY
 
 pytestmark = pytest.mark.live
 
@@ -38,7 +40,7 @@ async def test_the_configured_worker_serves_and_applies_its_limits(start_gunicor
 
     async with connect(f"{server.ws}/ws/chat/") as ws:
         # The client offers permessage-deflate, as browsers do; the server declines it
-        # (its zlib state per socket: gunicorn.conf.py).
+        # (its zlib state per socket: docs/design.md).
         assert ws.request is not None
         assert ws.response is not None
         assert "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
@@ -150,3 +152,46 @@ async def test_sockets_whose_clients_stop_reading_log_once_each_and_close_with_4
     assert codes == [4408] * len(stalled)
     lines = [line for line in log.read_text().splitlines() if "inbox is full" in line]
     assert len(lines) == len(stalled), f"{len(lines)} lines for {len(stalled)} sockets"
+
+
+def test_with_reload_an_edit_replaces_the_workers_and_the_server_keeps_serving(tmp_path: Path) -> None:
+    """docker-compose.dev.yml's server: gunicorn.conf.py with `--reload`. uvicorn-worker
+    ignores Gunicorn's reloader on its own (the server layer's worker_int hook acts on it):
+    an edit ends each worker as SIGTERM does (an open socket closes with 1012) and the
+    arbiter starts new ones, which serve."""
+    app = tmp_path / "app"
+    shutil.copytree(APP_DIR, app, ignore=shutil.ignore_patterns("__pycache__"))
+    port = free_port()
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*configured_command(port), "--reload"],
+            cwd=app,
+            env={**os.environ, "GUNICORN_WORKERS": "1"},
+            stdout=log,
+            stderr=log,
+        )
+    server = LiveServer(process, port)
+    try:
+        wait_for_http(f"{server.http}/healthz", timeout=60)
+        (first,) = server.worker_pids()
+        # Django imports the views at the first request; the reloader watches what is imported.
+        assert httpx.get(f"{server.http}/api/hello/", timeout=5).content == HELLO_BODY
+        time.sleep(1.5)  # the reloader has read every module's modification time once
+        with connect_sync(f"{server.ws}/ws/chat/") as ws:
+            views = app / "demo" / "views.py"
+            views.write_text(views.read_text() + "\n# edited\n")
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=30)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1012
+        deadline = time.monotonic() + 30
+        while not (pids := server.worker_pids()) or first in pids:
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.1)
+        wait_for_http(f"{server.http}/healthz", timeout=30)
+        assert httpx.get(f"{server.http}/api/hello/", timeout=5).content == HELLO_BODY
+        assert process.poll() is None, "the arbiter itself exited"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=40) == 0

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from tests.clients import HELLO_BODY, assert_everyone_receives, open_room_clients_on_distinct_workers, recv_json
 from tests.live.servers import LiveServer, redis_client
-from tests.support import HELLO_BODY, assert_everyone_receives, open_room_clients_on_distinct_workers, recv_json
 
 pytestmark = pytest.mark.live
 

@@ -15,8 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.clients import free_port
 from tests.live.servers import LiveServer
-from tests.support import free_port
 
 pytestmark = pytest.mark.live
 

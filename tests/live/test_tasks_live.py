@@ -29,8 +29,8 @@ import redis
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
+from tests.clients import free_port
 from tests.live.servers import APP_DIR, LiveServer, LiveUser
-from tests.support import free_port
 
 pytestmark = [pytest.mark.live]
 SUBPROTOCOL = Subprotocol("mainkode.v1")

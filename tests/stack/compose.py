@@ -17,7 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import ROOT, OnLoopback, environment_for, write_env_file
+from tests.clients import OnLoopback
+from tests.sources import ROOT, environment_for, write_env_file
 
 PROJECT = "mainkode-e2e"
 

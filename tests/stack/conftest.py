@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.clients import free_port
+from tests.sources import ROOT
 from tests.stack.compose import PROJECT, Stack, booted, create_user, log_in, write_fast_prometheus_config
-from tests.support import ROOT, free_port
 
 pytestmark = pytest.mark.stack
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.__main__ import servers
-from tests.bench.report import CEILING
+from bench.__main__ import servers
+from bench.report import CEILING
+from tests.sources import ROOT
 from tests.stack.compose import leftovers
-from tests.support import ROOT
 
 pytestmark = pytest.mark.stack
 

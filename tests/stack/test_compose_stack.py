@@ -13,14 +13,14 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.stack.compose import PROJECT, Stack
-from tests.support import (
+from tests.clients import (
     HELLO_BODY,
     assert_everyone_receives,
     open_room_clients_on_distinct_workers,
     recv_json,
     wscat_says_hi,
 )
+from tests.stack.compose import PROJECT, Stack
 
 pytestmark = pytest.mark.stack
 

@@ -20,8 +20,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from tests.sources import ROOT
 from tests.stack.compose import Stack, client_tls, create_user, log_in
-from tests.support import ROOT
 
 pytestmark = pytest.mark.stack
 

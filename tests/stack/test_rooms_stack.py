@@ -15,9 +15,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from tests.clients import recv_json
 from tests.stack.clients import SUBPROTOCOL
 from tests.stack.compose import Stack, create_room
-from tests.support import recv_json
 
 pytestmark = pytest.mark.stack
 TESTS = Path(__file__).resolve().parents[1]

@@ -21,9 +21,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.clients import wait_for_http
+from tests.sources import NGINX_RESOLVE_SECONDS, ROOT
 from tests.stack.clients import CatchingUpReader, Poster, Traffic, wait_until_everyone_has
 from tests.stack.compose import Stack, create_room
-from tests.support import NGINX_RESOLVE_SECONDS, ROOT, wait_for_http
 
 pytestmark = pytest.mark.stack
 

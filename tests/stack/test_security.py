@@ -152,7 +152,7 @@ def test_secrets_appear_in_no_container_configuration_no_image_layer_and_no_log(
 def test_websocket_frame_over_the_size_limit_closes_with_1009(tls_stack: Stack) -> None:
     """Uncompressed (the server declines permessage-deflate), a frame far over the limit is
     still arriving when the app refuses it: the close frame must reach the client through
-    nginx all the same (gunicorn.conf.py: LingeringCloseWebSocketProtocol)."""
+    nginx all the same (app/server/websocket.py)."""
 
     async def send_too_much(size: int) -> int | None:
         async with connect(

@@ -16,8 +16,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.clients import recv_json
+from tests.sources import ROOT
 from tests.stack.compose import Stack, readiness
-from tests.support import ROOT, recv_json
 
 pytestmark = pytest.mark.stack
 

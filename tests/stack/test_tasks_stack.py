@@ -21,9 +21,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
+from tests.sources import ROOT
 from tests.stack.clients import SUBPROTOCOL
 from tests.stack.compose import Stack, create_room, create_user, log_in, readiness
-from tests.support import ROOT
 
 pytestmark = pytest.mark.stack
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from tests.clients import HELLO_BODY
 from tests.stack.compose import Stack, client_tls, gixy, rendered_nginx_config
-from tests.support import HELLO_BODY
 
 pytestmark = pytest.mark.stack
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, environment_for, write_env_file
+from tests.sources import ROOT, environment_for, write_env_file
 from tests.swarm.swarm import STACK, Node, Swarm, run, swarm_of
 
 pytestmark = pytest.mark.swarm

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support import free_port
+from tests.clients import free_port
 
 LABEL = "mainkode.test=swarm"
 # What a node needs where --privileged is refused (the dind image's header): every

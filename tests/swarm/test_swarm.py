@@ -20,16 +20,16 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
-from tests.stack.clients import SUBPROTOCOL, CatchingUpReader, Poster, Traffic, wait_until_everyone_has
-from tests.stack.compose import error_lines, json_records
-from tests.support import (
+from tests.clients import (
     HELLO_BODY,
-    ROOT,
     assert_everyone_receives,
     open_room_clients_on_distinct_workers,
     recv_json,
     wscat_says_hi,
 )
+from tests.sources import ROOT
+from tests.stack.clients import SUBPROTOCOL, CatchingUpReader, Poster, Traffic, wait_until_everyone_has
+from tests.stack.compose import error_lines, json_records
 from tests.swarm.conftest import Deployment
 from tests.swarm.swarm import STACK, Node, inspect_existing, run, tasks
 

@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tests.bench.stack import BenchStack
+from bench.stack import BenchStack
 
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 

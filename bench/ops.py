@@ -9,8 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bench.stack import PROJECT, BenchStack
-from tests.support import ROOT
+from bench.stack import PROJECT, BenchStack
+from tests.sources import ROOT
 
 PY_SPY = str(Path(sys.executable).with_name("py-spy"))
 

@@ -1,4 +1,4 @@
-"""The benchmark's own compose project: docker-compose.yml plus tests/bench/compose.yml, on a
+"""The benchmark's own compose project: docker-compose.yml plus bench/compose.yml, on a
 free loopback port, with limits raised so nginx measures the servers, not its guards."""
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import NGINX_RESOLVE_SECONDS, ROOT, OnLoopback, environment_for, free_port, write_env_file
+from tests.clients import OnLoopback, free_port
+from tests.sources import NGINX_RESOLVE_SECONDS, ROOT, environment_for, write_env_file
 
 PROJECT = "mainkode-bench"
-FILES = ("docker-compose.yml", "tests/bench/compose.yml")
+FILES = ("docker-compose.yml", "bench/compose.yml")
 
 # In a container: resident memory (KiB) of every process whose command line has `needle`.
 RSS = (

@@ -1,4 +1,4 @@
-"""`python manage.py run_worker`: the worker service's process (core/worker.py)."""
+"""`python manage.py run_worker`: the worker service's process (worker/loop.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import autoreload
 
-from core.worker import run
+from worker.loop import run
 
 
 class Command(BaseCommand):

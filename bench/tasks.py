@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import httpx
 from websockets.asyncio.client import connect
 
-from tests.bench.sockets import percentile
+from bench.sockets import percentile
 
 # Exports a user may have unfinished at once (chat/exports.py: MAX_UNFINISHED_PER_USER).
 PER_USER = 3

@@ -1,37 +1,22 @@
-"""Helpers shared by the test layers (and scripts/bench): free ports, env files for a
-compose project, waiting for a URL, WebSocket clients."""
+"""Clients of a running server, shared by the test layers and the benchmark: free ports,
+waiting for a URL, WebSocket clients, the design documents' examples."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import socket
 import subprocess
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-ROOT = Path(__file__).resolve().parents[1]
-# The variables the settings refuse to start without (in production, DJANGO_ADMIN_URL too).
-REQUIRED_VARIABLES = (
-    "DJANGO_SECRET_KEY",
-    "DJANGO_ALLOWED_HOSTS",
-    "POSTGRES_HOST",
-    "POSTGRES_DB",
-    "POSTGRES_USER",
-    "POSTGRES_PASSWORD",
-    "REDIS_URL",
-)
-# nginx re-resolves the app every 2 s (`valid=2s`, nginx/templates): after this long it
-# uses the replicas that run now, and no longer the ones that stopped.
-NGINX_RESOLVE_SECONDS = 3
 HELLO_BODY = b'{"message": "Hello from DRF with Uvicorn!"}'
+
+
 WSCAT = "wscat"  # the npm lock's, on the test toolchain's PATH (Dockerfile: tests)
 
 
@@ -69,26 +54,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def write_env_file(path: Path, overrides: dict[str, str]) -> None:
-    """An env file for a compose project: .env.example with `overrides`."""
-    lines = [
-        line for line in (ROOT / ".env.example").read_text().splitlines() if line.split("=", 1)[0] not in overrides
-    ]
-    path.write_text("\n".join([*lines, *(f"{key}={value}" for key, value in overrides.items())]) + "\n")
-
-
-def environment_for(env_file: Path) -> dict[str, str]:
-    """Compose prefers the shell's variables to the env file's: drop the ones the file
-    sets and the app tests' (tests/test.env), so a stack runs on exactly that file."""
-    defined = {
-        line.split("=", 1)[0]
-        for path in (env_file, ROOT / "tests" / "test.env")
-        for line in path.read_text().splitlines()
-        if "=" in line and not line.startswith("#")
-    }
-    return {key: value for key, value in os.environ.items() if key not in defined}
 
 
 def wait_for_http(url: str, timeout: float = 60.0) -> None:
@@ -145,40 +110,3 @@ async def assert_everyone_receives(
     frames = [await recv_json(ws) for ws in clients]
     assert all(frame["message"] == text for frame in frames), frames
     return frames
-
-
-# --- which code reads which environment variable -------------------------------------------
-
-
-def variables_read_by_app_code() -> set[str]:
-    """Names passed to mainkode_example.env's readers and gunicorn.conf.py's."""
-    sources = [*sorted((ROOT / "app").rglob("*.py")), ROOT / "gunicorn.conf.py"]
-    pattern = re.compile(r"\b(?:env\.\w+|_env_int|_env)\(\s*\"([A-Z][A-Z0-9_]+)\"")
-    return {name for source in sources for name in pattern.findall(source.read_text())}
-
-
-def secrets_read_by_app_code() -> set[str]:
-    """Names passed to env.secret: each may come as NAME_FILE too."""
-    source = (ROOT / "app" / "mainkode_example" / "settings.py").read_text()
-    return set(re.findall(r"\benv\.secret\(\s*\"([A-Z][A-Z0-9_]+)\"", source))
-
-
-def variables_read_by_nginx() -> set[str]:
-    templates = sorted((ROOT / "nginx" / "templates").glob("*.template"))
-    return {name for template in templates for name in re.findall(r"\$\{([A-Z][A-Z0-9_]+)\}", template.read_text())}
-
-
-def nginx_defaults() -> dict[str, str]:
-    return dict(re.findall(r"^default (\w+) (\S+)$", (ROOT / "nginx" / "defaults.envsh").read_text(), re.MULTILINE))
-
-
-def nginx_derived() -> set[str]:
-    """Variables nginx/defaults.envsh computes from others (e.g. the server names): its
-    top-level assignments."""
-    return set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / "nginx" / "defaults.envsh").read_text(), re.MULTILINE))
-
-
-def variables_nginx_derives_from() -> set[str]:
-    lines = (ROOT / "nginx" / "defaults.envsh").read_text().splitlines()
-    script = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
-    return set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", script)) - nginx_derived() - set(nginx_defaults())

@@ -1,4 +1,4 @@
-"""The worker service's own bookkeeping (core/worker.py); no domain data."""
+"""The worker service's own bookkeeping; no domain data."""
 
 from __future__ import annotations
 

@@ -70,7 +70,7 @@ async def release(child: asyncio.subprocess.Process) -> None:
 
 
 async def measure(count: int) -> dict[str, Any]:
-    worker = runpy.run_path("/app/gunicorn.conf.py")["DjangoUvicornWorker"]
+    worker = runpy.run_path("/app/gunicorn.conf.py")["worker_class"]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

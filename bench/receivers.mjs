@@ -1,5 +1,5 @@
-// The fan-out scenario's receivers (tests/bench/sockets.py starts them): node
-// tests/bench/receivers.mjs URL COUNT SUBPROTOCOL. Opens COUNT sockets, 200 at a time, and
+// The fan-out scenario's receivers (bench/sockets.py starts them): node
+// bench/receivers.mjs URL COUNT SUBPROTOCOL. Opens COUNT sockets, 200 at a time, and
 // prints one JSON line {"opened": n, "error": "..."} once they are open (or the first
 // batch fails). Then records every frame's "body" and when it arrived (wall clock, ms),
 // and when its standard input closes, closes the sockets and prints {"got": [[body, ms], ...]} and exits.

@@ -21,9 +21,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tests.bench import http_load, ops, report, sockets, tasks
-from tests.bench.stack import BenchStack
-from tests.support import ROOT
+from bench import http_load, ops, report, sockets, tasks
+from bench.stack import BenchStack
+from tests.sources import ROOT
 
 STACK = "gunicorn mainkode_example.asgi:application"  # the image's own command
 
@@ -409,7 +409,7 @@ def run_capacity(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_socket_memory(stack: BenchStack, plan: dict[str, Any]) -> dict[str, Any]:
-    """tests/bench/socket_memory.py in a one-off container of the app image, on the stack's
+    """bench/socket_memory.py in a one-off container of the app image, on the stack's
     network (its Redis)."""
     stack.serve(STACK)  # the image's configuration, for the one-off container's too
     script = Path(__file__).with_name("socket_memory.py")

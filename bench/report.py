@@ -98,7 +98,7 @@ def section_fanout(results: dict[str, Any]) -> list[str]:
         f"{results['workers']} worker processes), {plan['messages']} messages each way, one every 0.25 s, "
         "posted over REST (stored, then broadcast on commit) or sent on the sender's socket. Latency: from "
         "just before the send to each receiver's arrival (client clock, same machine). Receivers run in 2 "
-        "Node processes (`ws`, tests/bench/receivers.mjs) on the same cores as the servers.",
+        "Node processes (`ws`, bench/receivers.mjs) on the same cores as the servers.",
         "",
         "App CPU per frame: user + system CPU time of the app's worker processes from the moment every "
         "receiver is connected until the last message's stragglers have arrived, divided by the frames "
@@ -204,7 +204,7 @@ def section_socket_memory(results: dict[str, Any]) -> list[str]:
         f"Python memory one idle room socket holds in a worker: {m['python_kib_per_socket']:.1f} KiB "
         f"(tracemalloc over {m['sockets']} sockets in one uvicorn process configured as gunicorn.conf.py "
         "configures a worker; clients offer permessage-deflate, as browsers do; "
-        "`tests/bench/socket_memory.py`). The rest of the RSS per socket above is the allocator's "
+        "`bench/socket_memory.py`). The rest of the RSS per socket above is the allocator's "
         "(freed blocks it keeps, arenas partly used) and the interpreter's.",
         "",
         "| allocated by | KiB per socket |",
