@@ -1,6 +1,7 @@
-"""`python -m core.probe /readyz`: the container healthcheck's HTTP client (exit 0 on a
-2xx); `python -m core.probe --worker`: the worker service's, which reads the deadline its
-last heartbeat wrote. A plain socket, no Django, no urllib: docs/design.md (Images).
+"""The containers' healthcheck client, exit 0 when healthy: `python -m core.probe PATH`
+asks the local server (a 2xx); `--ready-then-alive`, /readyz until it first answers, then
+/healthz; `--worker`, the worker service's last heartbeat. A plain socket, no Django, no
+urllib: docs/design.md (Images; Beyond one host for the second).
 """
 
 import os
@@ -12,6 +13,8 @@ PORT = 8000  # gunicorn.conf.py's bind
 # Memory in the container (/tmp is a tmpfs); a test running several workers on one host
 # gives each its own.
 WORKER_HEALTH_FILE = os.environ.get("WORKER_HEALTH_FILE", "/tmp/worker.alive")  # noqa: S108
+# Written once the app was first ready; a container's /tmp starts empty at each start.
+READY_ONCE_FILE = os.environ.get("APP_READY_FILE", "/tmp/app.ready")  # noqa: S108
 
 
 def worker_alive() -> int:
@@ -27,10 +30,27 @@ def worker_alive() -> int:
     return 1
 
 
+def ready_then_alive() -> int:
+    """Where one healthcheck both routes traffic and restarts (compose, Swarm): ready to
+    start with, then alive, so a store outage restarts no healthy replica."""
+    if os.path.exists(READY_ONCE_FILE):
+        return answers("/healthz")
+    status = answers("/readyz")
+    if status == 0:
+        with open(READY_ONCE_FILE, "w"):
+            pass
+    return status
+
+
 def main() -> int:
     if sys.argv[1:] == ["--worker"]:
         return worker_alive()
-    path = sys.argv[1] if len(sys.argv) > 1 else "/healthz"
+    if sys.argv[1:] == ["--ready-then-alive"]:
+        return ready_then_alive()
+    return answers(sys.argv[1] if len(sys.argv) > 1 else "/healthz")
+
+
+def answers(path: str) -> int:
     where = f"http://127.0.0.1:{PORT}{path}"
     try:
         with socket.create_connection(("127.0.0.1", PORT), timeout=4) as connection:

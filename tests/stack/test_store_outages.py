@@ -36,6 +36,12 @@ def seconds_until(check: object, within: float) -> float:
     return time.monotonic() - started
 
 
+def healthcheck(stack: Stack) -> int:
+    """The exit status of the app's compose healthcheck, run in its first replica."""
+    command = ("exec", "-T", "app", "python", "-m", "core.probe", "--ready-then-alive")
+    return stack.compose(*command, check=False).returncode
+
+
 def test_postgres_outage_fails_fast_with_503_and_recovers_by_itself(stack: Stack, token: str) -> None:
     headers = {"Authorization": f"Token {token}"}
     slug = f"outage-{uuid.uuid4().hex[:8]}"
@@ -109,6 +115,12 @@ def test_redis_outage_closes_room_sockets_with_1013_and_recovers_by_the_first_tr
         assert status == 503
         assert str(body["checks"]["redis"]).startswith("error:")  # type: ignore[index]
         assert body["checks"]["postgres"] == "ok"  # type: ignore[index]
+        # The healthcheck: a replica that was ready stays healthy (nothing restarts or
+        # reroutes it); one never ready yet (its mark removed) is not healthy.
+        assert healthcheck(stack) == 0
+        forget = "import os, core.probe; os.remove(core.probe.READY_ONCE_FILE)"
+        stack.compose("exec", "-T", "app", "python", "-c", forget)
+        assert healthcheck(stack) == 1
         assert httpx.post(f"{stack.http}/api/auth/token/", json=login, timeout=30).status_code == 503
         # A message posted now is stored and acknowledged; only its live delivery is lost,
         # and clients fetch it with ?after= once their sockets are back.
@@ -130,6 +142,7 @@ def test_redis_outage_closes_room_sockets_with_1013_and_recovers_by_the_first_tr
     assert asyncio.run(first_broadcast()) == ["are you there?"] * 2
     assert httpx.post(f"{stack.http}/api/auth/token/", json=login, timeout=30).status_code == 200
     assert readiness(stack)[0] == 200
+    assert healthcheck(stack) == 0
     stored = httpx.get(f"{stack.http}/api/rooms/{slug}/messages/?after=0").json()["results"]
     assert [m["body"] for m in stored] == ["during"]
     print(

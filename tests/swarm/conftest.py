@@ -22,6 +22,8 @@ PORT = 8000  # HTTP_PORT's default: each node publishes nginx on its own address
 SECRET_NAMES = ("django_secret_key", "postgres_password", "redis_password")
 # Releases pushed to the registry: v1 is deployed first, v2 is the same code as a new image
 # (a rolling update), never-ready is an app whose healthcheck never passes.
+# A release pushed without its app image (test_swarm.py: the deploy's deadline).
+MISSING_RELEASE = "missing"
 RELEASE_DOCKERFILES = {
     "v2": "FROM {app}\nLABEL org.opencontainers.image.version=v2\n",
     "never-ready": (
@@ -61,13 +63,13 @@ class Deployment:
     def docker(self, *args: str, timeout: float = 120, check: bool = True) -> str:
         return self.swarm.manager.docker(*args, timeout=timeout, check=check)
 
-    def deploy(self, tag: str) -> subprocess.CompletedProcess[str]:
-        """scripts/swarm-deploy as docs/swarm.md gives it: `APP_TAG=<tag> scripts/swarm-deploy ENV_FILE`."""
+    def deploy(self, tag: str, *arguments: str, **environment: str) -> subprocess.CompletedProcess[str]:
+        """scripts/swarm-deploy as docs/swarm.md gives it: `scripts/swarm-deploy ENV_FILE APP_TAG=<tag>`."""
         return subprocess.run(
-            ["scripts/swarm-deploy", str(self.env_file)],
+            ["scripts/swarm-deploy", str(self.env_file), f"APP_TAG={tag}", *arguments],
             cwd=ROOT,
             # The env file's variables, not the test run's own (as for the compose stacks).
-            env={**environment_for(self.env_file), "DOCKER_HOST": self.swarm.manager.host, "APP_TAG": tag},
+            env={**environment_for(self.env_file), "DOCKER_HOST": self.swarm.manager.host, **environment},
             capture_output=True,
             text=True,
             timeout=420,
@@ -109,6 +111,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             for release, image in releases.items():
                 swarm.push(image, f"mainkode/app:{release}")
                 swarm.push(proxy, f"mainkode/proxy:{release}")
+            # The release whose app image no node can pull: its proxy image alone exists.
+            swarm.push(proxy, f"mainkode/proxy:{MISSING_RELEASE}")
             # Docker Hub's images, from the registry the nodes use as their mirror.
             swarm.push("postgres:17", "library/postgres:17")
             swarm.push("redis:8", "library/redis:8")

@@ -30,7 +30,7 @@ from tests.clients import (
 from tests.sources import ROOT
 from tests.stack.clients import SUBPROTOCOL, CatchingUpReader, Poster, Traffic, wait_until_everyone_has
 from tests.stack.compose import error_lines, json_records
-from tests.swarm.conftest import Deployment
+from tests.swarm.conftest import MISSING_RELEASE, Deployment
 from tests.swarm.swarm import STACK, Node, inspect_existing, run, tasks
 
 pytestmark = pytest.mark.swarm
@@ -413,6 +413,34 @@ def test_a_release_that_never_gets_ready_is_rolled_back_without_a_failed_request
         "nginx sent a request to the release that never got ready"
     )
     print(f"swarm rollback: rolled back by Swarm in {took:.0f} s; {traffic.sent} GETs, 0 failed, none to the release")
+
+
+def test_a_release_no_node_can_pull_stops_at_the_deadline_names_why_and_rolls_back(deployment: Deployment) -> None:
+    """An outside run saw scripts/swarm-deploy wait for ever on such a release: the migration
+    job's tasks are rejected and the stack never converges."""
+    traffic = Traffic(deployment.entry_points(), "/api/hello/")
+    started = time.monotonic()
+    try:
+        result = deployment.deploy(MISSING_RELEASE, SWARM_DEPLOY_TIMEOUT="60")
+        took = time.monotonic() - started
+    finally:
+        traffic.stop()
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr
+    assert "has not converged within 60 s" in result.stderr, result.stderr
+    assert "the previous version serves" in result.stderr
+    running = running_app_tasks(deployment)
+    assert {task_image(task) for task in running} == {"registry:5000/mainkode/app:v2"}
+    assert len(running) == 2
+    assert traffic.failures == [], no_failures(traffic, deployment)
+    # The failing tasks, named: name, image, state, error (tab-separated).
+    failing = [line for line in result.stderr.splitlines() if line.count("\t") == 3 and MISSING_RELEASE in line]
+    assert failing, result.stderr
+    # Back to the release that serves, so the migration job no longer retries the missing one.
+    assert deployment.deploy("v2").returncode == 0
+    print(
+        f"swarm deadline: stopped and rolled back {took:.0f} s after the deploy began (deadline 60 s); "
+        f"{traffic.sent} GETs, 0 failed; first failing task: {failing[0]!r}"
+    )
 
 
 # --- 7. scaling -------------------------------------------------------------------------------
