@@ -86,3 +86,10 @@ def variables_nginx_derives_from() -> set[str]:
     lines = (ROOT / "nginx" / "defaults.envsh").read_text().splitlines()
     script = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
     return set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", script)) - nginx_derived() - set(nginx_defaults())
+
+
+def gunicorn_default(name: str) -> int:
+    """The default gunicorn.conf.py gives the knob `name` (its owner)."""
+    match = re.search(rf'env\.integer\("{name}", (\d+)', (ROOT / "gunicorn.conf.py").read_text())
+    assert match, f"gunicorn.conf.py no longer reads {name}"
+    return int(match.group(1))

@@ -9,16 +9,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-
-def _own_directory() -> Path:
-    """A directory of this server's own under the image's PROMETHEUS_MULTIPROC_DIR (or the
-    temporary one): a second Gunicorn in the container neither adds nor wipes its values."""
-    base = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.gettempdir())
-    own = f"gunicorn-{os.getpid()}"
-    return base if base.name == own else base / own
-
-
-DIRECTORY = _own_directory()
+# This server's own directory under the image's PROMETHEUS_MULTIPROC_DIR (or the temporary
+# one): a second Gunicorn in the container neither adds nor wipes its values. Set once per
+# process (a reload of the configuration, SIGHUP, finds this module imported).
+DIRECTORY = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.gettempdir()) / f"gunicorn-{os.getpid()}"
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(DIRECTORY)
 
 from prometheus_client import CollectorRegistry, multiprocess, start_http_server  # noqa: E402

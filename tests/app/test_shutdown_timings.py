@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from tests.sources import ROOT, nginx_resolve_seconds
+from tests.sources import ROOT, gunicorn_default, nginx_resolve_seconds
 
 # Seconds every grace period leaves beyond the work it covers.
 MARGIN = 5
@@ -17,12 +17,6 @@ MARGIN = 5
 def seconds(value: str | int) -> int:
     match = re.fullmatch(r"(?:\$\{\w+:-)?(\d+)s?\}?", str(value))
     assert match, f"not a duration in seconds: {value!r}"
-    return int(match.group(1))
-
-
-def gunicorn_default(name: str) -> int:
-    match = re.search(rf'env\.integer\("{name}", (\d+)', (ROOT / "gunicorn.conf.py").read_text())
-    assert match, f"gunicorn.conf.py no longer reads {name}"
     return int(match.group(1))
 
 

@@ -4,7 +4,6 @@ that lists what breaks them (so a test can also break a rule on purpose)."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,7 +11,14 @@ from typing import Any
 
 import yaml
 
-from tests.sources import REQUIRED_VARIABLES, ROOT, nginx_defaults, variables_read_by_app_code, variables_read_by_nginx
+from tests.sources import (
+    REQUIRED_VARIABLES,
+    ROOT,
+    gunicorn_default,
+    nginx_defaults,
+    variables_read_by_app_code,
+    variables_read_by_nginx,
+)
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 OVERLAYS = sorted(path.name for path in (KUBERNETES / "overlays").iterdir())
@@ -35,12 +41,6 @@ def render(overlay: str, workdir: Path) -> list[dict[str, Any]]:
     ).stdout
     (workdir / f"{overlay}.yaml").write_text(rendered)
     return [item for item in yaml.safe_load_all(rendered) if item]
-
-
-def gunicorn_graceful_timeout_default() -> int:
-    match = re.search(r'env\.integer\("GUNICORN_GRACEFUL_TIMEOUT", (\d+)', (ROOT / "gunicorn.conf.py").read_text())
-    assert match, "gunicorn.conf.py no longer reads GUNICORN_GRACEFUL_TIMEOUT"
-    return int(match.group(1))
 
 
 def named(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any] | None:
@@ -136,7 +136,7 @@ def violations(objects: list[dict[str, Any]]) -> list[str]:  # noqa: PLR0912 (on
         pause = 0
     else:
         pause = int(pre_stop[1])
-    graceful = int(config.get("GUNICORN_GRACEFUL_TIMEOUT") or gunicorn_graceful_timeout_default())
+    graceful = int(config.get("GUNICORN_GRACEFUL_TIMEOUT") or gunicorn_default("GUNICORN_GRACEFUL_TIMEOUT"))
     if spec.get("terminationGracePeriodSeconds", 30) <= pause + graceful:
         found.append(
             f"app: terminationGracePeriodSeconds is not longer than the pause ({pause}) + graceful ({graceful})"
